@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Usage: scripts/test-services.sh start|stop
+#
+# The integration tests talk to PostgreSQL on 15433, a Redis-protocol server
+# (Dragonfly in docker-compose.test.yml) on 16380 and NATS JetStream on 14222.
+# Where nothing listens on those ports (no Docker engine), start throwaway
+# local stand-ins from the installed binaries; `stop` stops only what `start`
+# started and removes its data.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+STATE=${TEST_SERVICES_DIR:-$ROOT/.test-services}
+PG_PORT=${TEST_POSTGRES_PORT:-15433}
+REDIS_PORT=${TEST_DRAGONFLY_PORT:-16380}
+NATS_PORT=${TEST_NATS_PORT:-14222}
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # name port seconds
+  local deadline=$((SECONDS + $3))
+  until listening "$2"; do
+    if ((SECONDS >= deadline)); then
+      echo "test-services: $1 did not start listening on port $2 within $3s" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_bin() {
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$bin" ]; then
+    bin=$(dirname "$(command -v initdb || command -v pg_ctl || echo /nonexistent/x)")
+  fi
+  [ -x "$bin/initdb" ] || { echo "test-services: PostgreSQL server binaries (initdb, pg_ctl) not found" >&2; return 1; }
+  echo "$bin"
+}
+
+start_postgres() {
+  if listening "$PG_PORT"; then echo "test-services: PostgreSQL already on $PG_PORT"; return; fi
+  local bin dir=$STATE/postgres
+  bin=$(pg_bin)
+  rm -rf "$dir" && mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
+  as_postgres "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; return 1; }
+  as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    start >/dev/null || { cat "$dir/server.log" >&2; return 1; }
+  echo postgres >>"$STATE/started"
+  echo "test-services: started PostgreSQL on $PG_PORT"
+}
+
+start_redis() {
+  if listening "$REDIS_PORT"; then echo "test-services: Redis protocol server already on $REDIS_PORT"; return; fi
+  command -v redis-server >/dev/null || { echo "test-services: redis-server not found" >&2; return 1; }
+  mkdir -p "$STATE/redis"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+    --dir "$STATE/redis" --pidfile "$STATE/redis/redis.pid" --logfile "$STATE/redis/redis.log"
+  wait_for redis "$REDIS_PORT" 20
+  echo redis >>"$STATE/started"
+  echo "test-services: started redis-server (standing in for Dragonfly) on $REDIS_PORT"
+}
+
+start_nats() {
+  if listening "$NATS_PORT"; then echo "test-services: NATS already on $NATS_PORT"; return; fi
+  command -v nats-server >/dev/null || { echo "test-services: nats-server not found" >&2; return 1; }
+  mkdir -p "$STATE/nats"
+  nohup nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STATE/nats/js" \
+    -P "$STATE/nats/nats.pid" -l "$STATE/nats/nats.log" >/dev/null 2>&1 &
+  wait_for nats "$NATS_PORT" 20
+  echo nats >>"$STATE/started"
+  echo "test-services: started nats-server -js on $NATS_PORT"
+}
+
+stop_all() {
+  [ -f "$STATE/started" ] || return 0
+  while read -r name; do
+    case $name in
+      postgres) as_postgres "$(pg_bin)/pg_ctl" -D "$STATE/postgres/data" -m immediate -w stop >/dev/null 2>&1 || true ;;
+      redis) kill "$(cat "$STATE/redis/redis.pid" 2>/dev/null)" 2>/dev/null || true ;;
+      nats) kill "$(cat "$STATE/nats/nats.pid" 2>/dev/null)" 2>/dev/null || true ;;
+    esac
+  done <"$STATE/started"
+  rm -rf "$STATE"
+  echo "test-services: stopped the stand-ins it started"
+}
+
+case ${1:-} in
+  start)
+    mkdir -p "$STATE"
+    start_postgres
+    start_redis
+    start_nats
+    ;;
+  stop) stop_all ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: install, lint, type-check, then every test
+# against real PostgreSQL, Redis-protocol and NATS servers (throwaway stand-ins
+# on the test ports when nothing listens there).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+scripts/bootstrap-venv.sh dev
+echo "== ruff"; .venv/bin/ruff check .
+echo "== mypy --strict"; .venv/bin/mypy
+scripts/test-services.sh start
+trap 'scripts/test-services.sh stop' EXIT
+echo "== pytest"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,259 @@
+"""Environment variables to one frozen `Settings` (CONTRACT section 1).
+
+Read once, in `main`. Every invalid value and, in the `production` profile,
+every missing required variable is collected and reported together by
+`ConfigError`, so an operator fixes them in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+PROFILES = ("local", "production")
+
+# Defaults shared with the deploy manifests (deploy/claims/...): the consumer
+# created there must match what the service expects.
+NATS_ACK_WAIT_SECONDS = 60
+NATS_MAX_DELIVER = 5
+NATS_STATUS_DUPLICATE_WINDOW_SECONDS = 120
+NATS_STATUS_STREAM_NAME = "AGENT_STATUS"
+
+POSTGRES_VARS = ("POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
+
+# Every variable the service reads. Secret values are never logged or shown.
+ENV_VARS: tuple[str, ...] = (
+    "AGENT_EXECUTOR_PROFILE",
+    "AGENT_EXECUTOR_DATA_DIR",
+    "HOST",
+    "PORT",
+    "POSTGRES_HOST",
+    "POSTGRES_PORT",
+    "POSTGRES_DB",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_SCHEMA",
+    "DRAGONFLY_HOST",
+    "DRAGONFLY_PORT",
+    "DRAGONFLY_PASSWORD",
+    "DRAGONFLY_DB",
+    "NATS_URL",
+    "NATS_STREAM_NAME",
+    "NATS_CONSUMER_GROUP",
+    "NATS_SUBJECT",
+    "NATS_STATUS_SUBJECT_PREFIX",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "MAX_CONCURRENT_JOBS",
+    "JOB_TIMEOUT_SECONDS",
+    "MAX_EVENT_BYTES",
+    "CLOUDEVENT_SOURCE",
+    "CLOUDEVENT_TYPE_PREFIX",
+    "LOG_LEVEL",
+)
+SECRET_VARS = frozenset({"POSTGRES_PASSWORD", "DRAGONFLY_PASSWORD", "OPENAI_API_KEY",
+                         "ANTHROPIC_API_KEY"})
+
+
+class ConfigError(Exception):
+    """Start-up configuration is unusable; `problems` holds one line per variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str = field(repr=False)
+    schema: str
+
+    def dsn(self) -> str:
+        """A libpq key/value DSN (no URL escaping pitfalls with odd passwords)."""
+        parts = {"host": self.host, "port": str(self.port), "dbname": self.database,
+                 "user": self.user, "password": self.password}
+        return " ".join(f"{k}={_quote(v)}" for k, v in parts.items() if v)
+
+
+@dataclass(frozen=True)
+class DragonflySettings:
+    host: str
+    port: int
+    password: str | None = field(repr=False)
+    db: int
+
+
+@dataclass(frozen=True)
+class NatsSettings:
+    url: str
+    stream_name: str
+    consumer_group: str
+    subject: str
+    status_subject_prefix: str
+    ack_wait_seconds: int = NATS_ACK_WAIT_SECONDS
+    max_deliver: int = NATS_MAX_DELIVER
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str
+    host: str
+    port: int
+    data_dir: Path
+    postgres: PostgresSettings | None
+    dragonfly: DragonflySettings | None
+    nats: NatsSettings | None
+    max_concurrent_jobs: int
+    job_timeout_seconds: float
+    max_event_bytes: int
+    cloudevent_source: str
+    cloudevent_type_prefix: str
+    log_level: str
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    anthropic_api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def execute_type(self) -> str:
+        return f"{self.cloudevent_type_prefix}.execute"
+
+
+T = TypeVar("T")
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return default
+        return value.strip()
+
+    def parsed(self, name: str, default: T, parse: Callable[[str], T], what: str) -> T:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except ValueError:
+            shown = "<hidden>" if name in SECRET_VARS else repr(raw)
+            self.problems.append(f"{name}={shown}: {what}")
+            return default
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(raw)
+        return value
+    return parse
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError(raw)
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the environment; raise `ConfigError` naming every bad or missing variable."""
+    r = _Reader(os.environ if env is None else env)
+    profile = r.text("AGENT_EXECUTOR_PROFILE", "local") or "local"
+    if profile not in PROFILES:
+        r.problems.append(f"AGENT_EXECUTOR_PROFILE={profile!r}: must be one of {', '.join(PROFILES)}")
+    port = r.parsed("PORT", 8080, _int_in(1, 65535), "must be a port number 1-65535")
+    postgres = _postgres(r)
+    dragonfly = _dragonfly(r)
+    nats = _nats(r)
+    if profile == "production":
+        missing = [n for n in POSTGRES_VARS if r.text(n) is None]
+        missing += [n for n in ("DRAGONFLY_HOST", "NATS_URL") if r.text(n) is None]
+        if missing:
+            r.problems.append(
+                "production profile requires: " + ", ".join(missing) + " (not set)")
+    settings = Settings(
+        profile=profile,
+        host=r.text("HOST", "0.0.0.0") or "0.0.0.0",
+        port=port,
+        data_dir=Path(r.text("AGENT_EXECUTOR_DATA_DIR", ".agent-executor") or ".agent-executor"),
+        postgres=postgres,
+        dragonfly=dragonfly,
+        nats=nats,
+        max_concurrent_jobs=r.parsed("MAX_CONCURRENT_JOBS", 8, _int_in(1, 10_000),
+                                     "must be a whole number from 1 to 10000"),
+        job_timeout_seconds=r.parsed("JOB_TIMEOUT_SECONDS", 3600.0, _positive_float,
+                                     "must be a positive number of seconds"),
+        max_event_bytes=r.parsed("MAX_EVENT_BYTES", 1_048_576, _int_in(1024, 1 << 30),
+                                 "must be a whole number of bytes from 1024 to 1073741824"),
+        cloudevent_source=r.text("CLOUDEVENT_SOURCE", "agent-executor") or "agent-executor",
+        cloudevent_type_prefix=r.text("CLOUDEVENT_TYPE_PREFIX", "dev.my-platform.agent")
+        or "dev.my-platform.agent",
+        log_level=(r.text("LOG_LEVEL", "INFO") or "INFO").upper(),
+        openai_api_key=r.text("OPENAI_API_KEY"),
+        openai_base_url=r.text("OPENAI_BASE_URL"),
+        anthropic_api_key=r.text("ANTHROPIC_API_KEY"),
+    )
+    if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        r.problems.append(f"LOG_LEVEL={settings.log_level!r}: must be DEBUG, INFO, WARNING or ERROR")
+    if r.problems:
+        raise ConfigError(r.problems)
+    return settings
+
+
+def _postgres(r: _Reader) -> PostgresSettings | None:
+    port = r.parsed("POSTGRES_PORT", 5432, _int_in(1, 65535), "must be a port number 1-65535")
+    host = r.text("POSTGRES_HOST")
+    if host is None:
+        return None
+    missing = [n for n in POSTGRES_VARS[1:3] if r.text(n) is None]
+    if missing:
+        r.problems.append("POSTGRES_HOST is set, so " + ", ".join(missing) + " must be set too")
+    return PostgresSettings(host=host, port=port, database=r.text("POSTGRES_DB", "") or "",
+                            user=r.text("POSTGRES_USER", "") or "",
+                            password=r.text("POSTGRES_PASSWORD", "") or "",
+                            schema=r.text("POSTGRES_SCHEMA", "public") or "public")
+
+
+def _dragonfly(r: _Reader) -> DragonflySettings | None:
+    port = r.parsed("DRAGONFLY_PORT", 6379, _int_in(1, 65535), "must be a port number 1-65535")
+    db = r.parsed("DRAGONFLY_DB", 0, _int_in(0, 15), "must be a database number 0-15")
+    host = r.text("DRAGONFLY_HOST")
+    if host is None:
+        return None
+    return DragonflySettings(host=host, port=port, password=r.text("DRAGONFLY_PASSWORD"), db=db)
+
+
+def _nats(r: _Reader) -> NatsSettings | None:
+    url = r.text("NATS_URL")
+    if url is None:
+        return None
+    if not url.startswith(("nats://", "tls://", "ws://", "wss://")):
+        r.problems.append(f"NATS_URL={url!r}: must start with nats://, tls://, ws:// or wss://")
+    return NatsSettings(
+        url=url,
+        stream_name=r.text("NATS_STREAM_NAME", "AGENT_EXECUTION") or "AGENT_EXECUTION",
+        consumer_group=r.text("NATS_CONSUMER_GROUP", "agent-executor-workers")
+        or "agent-executor-workers",
+        subject=r.text("NATS_SUBJECT", "agent.execute.*") or "agent.execute.*",
+        status_subject_prefix=r.text("NATS_STATUS_SUBJECT_PREFIX", "agent.status")
+        or "agent.status",
+    )
+
+
+def _quote(value: str) -> str:
+    if value and all(c.isalnum() or c in "._-/:" for c in value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -1,0 +1,87 @@
+"""Jobs that run after their request was answered: `202` jobs and orphans taken over."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from agent_executor.domain.errors import AgentExecutorError
+from agent_executor.domain.execute import ExecuteJob
+from agent_executor.domain.job import Job
+from agent_executor.domain.result import JobRecord
+from agent_executor.ports.ledger import JobLedger
+
+logger = logging.getLogger(__name__)
+
+# Jobs whose transport does not redeliver them: their lease is their only safety net.
+ORPHAN_SOURCES = frozenset({"http"})
+
+
+class BackgroundJobs:
+    """Runs claimed jobs as tasks and takes over orphans whose worker died.
+
+    A job accepted with `202` keeps its lease while it runs here. If the process
+    dies, the lease expires and `reap_once` in any live process claims it and
+    resumes it from its checkpoint.
+    """
+
+    def __init__(self, execute: ExecuteJob, ledger: JobLedger, *,
+                 reap_interval_seconds: float | None = None) -> None:
+        self._execute = execute
+        self._ledger = ledger
+        self._interval = reap_interval_seconds or execute.lease_seconds / 2
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    def start(self, job: Job, record: JobRecord) -> None:
+        task = asyncio.create_task(self._run(job, record), name=f"job:{job.job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, job: Job, record: JobRecord) -> None:
+        log = {"job_id": job.job_id, "trace_id": job.trace_id}
+        try:
+            await self._execute.run_claimed(job, record)
+        except AgentExecutorError as exc:
+            logger.warning("background job left unfinished (%s: %s); it will be resumed "
+                           "when its lease expires", type(exc).__name__, exc, extra=log)
+        except Exception:
+            logger.exception("background job crashed; it will be resumed", extra=log)
+
+    async def reap_once(self) -> int:
+        """Claim orphans while there are free slots; returns how many were taken."""
+        taken = 0
+        while self._execute.free_slots > 0:
+            orphan = await self._ledger.claim_orphan(
+                ORPHAN_SOURCES, self._execute.owner, self._execute.lease_seconds)
+            if orphan is None:
+                break
+            job, record = orphan
+            logger.info("taking over orphaned job (attempt %d)", record.attempts,
+                        extra={"job_id": job.job_id, "trace_id": job.trace_id})
+            self.start(job, record)
+            taken += 1
+        return taken
+
+    async def reap_forever(self) -> None:
+        while True:
+            try:
+                await self.reap_once()
+            except AgentExecutorError as exc:
+                logger.warning("orphan reaper: %s", exc)
+            await asyncio.sleep(self._interval)
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Let running jobs finish for up to `grace_seconds`, then cancel the rest
+        (their leases are given back so another process resumes them at once)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task

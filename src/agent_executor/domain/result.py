@@ -1,0 +1,131 @@
+"""The outcome of a job: what is recorded, returned and published (CONTRACT section 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from agent_executor.domain.errors import JobFailure
+
+JobStatus = Literal["pending", "running", "completed", "failed"]
+FINISHED: frozenset[str] = frozenset({"completed", "failed"})
+
+
+@dataclass(frozen=True)
+class AgentOutput:
+    """What a finished agent run leaves: the last AI text, the files, the conversation."""
+
+    output: str
+    files: Mapping[str, str] = field(default_factory=dict)
+    messages: list[Mapping[str, Any]] = field(default_factory=list)
+
+    def to_data(self) -> dict[str, Any]:
+        return {"output": self.output, "files": dict(self.files),
+                "messages": [dict(m) for m in self.messages]}
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    type: str
+    message: str
+    retryable: bool = False
+
+    @classmethod
+    def from_failure(cls, failure: JobFailure) -> ErrorInfo:
+        return cls(failure.error_type, failure.message, failure.retryable)
+
+    def to_data(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "retryable": self.retryable}
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: str
+    trace_id: str
+    status: Literal["completed", "failed"]
+    attempts: int
+    finished_at: datetime
+    output: AgentOutput | None = None
+    error: ErrorInfo | None = None
+    duration_ms: int | None = None
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.job_id}:{self.status}"
+
+    @classmethod
+    def completed(cls, job_id: str, trace_id: str, attempts: int, output: AgentOutput,
+                  duration_ms: int) -> JobResult:
+        return cls(job_id, trace_id, "completed", attempts, datetime.now(UTC),
+                   output=output, duration_ms=duration_ms)
+
+    @classmethod
+    def failed(cls, job_id: str, trace_id: str, attempts: int, error: ErrorInfo,
+               duration_ms: int | None = None) -> JobResult:
+        return cls(job_id, trace_id, "failed", attempts, datetime.now(UTC),
+                   error=error, duration_ms=duration_ms)
+
+    def to_data(self) -> dict[str, Any]:
+        """The result CloudEvent's `data`."""
+        data: dict[str, Any] = {"job_id": self.job_id, "trace_id": self.trace_id,
+                                "status": self.status}
+        if self.output is not None:
+            data["result"] = self.output.to_data()
+        if self.error is not None:
+            data["error"] = self.error.to_data()
+        data["attempts"] = self.attempts
+        if self.duration_ms is not None:
+            data["duration_ms"] = self.duration_ms
+        return data
+
+    def to_record(self) -> dict[str, Any]:
+        """`to_data` plus the finish time: what a ledger stores to return it unchanged."""
+        return {**self.to_data(), "finished_at": self.finished_at.isoformat()}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> JobResult:
+        result = record.get("result")
+        error = record.get("error")
+        return cls(
+            job_id=record["job_id"], trace_id=record["trace_id"], status=record["status"],
+            attempts=int(record["attempts"]),
+            finished_at=datetime.fromisoformat(record["finished_at"]),
+            output=AgentOutput(result["output"], result.get("files", {}),
+                               result.get("messages", [])) if result else None,
+            error=ErrorInfo(error["type"], error["message"], bool(error.get("retryable")))
+            if error else None,
+            duration_ms=record.get("duration_ms"),
+        )
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job in the ledger."""
+
+    job_id: str
+    trace_id: str
+    status: JobStatus
+    attempts: int
+    source: str
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    result: JobResult | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def to_data(self) -> dict[str, Any]:
+        """The `GET /jobs/{job_id}` view."""
+        data: dict[str, Any] = {"job_id": self.job_id, "status": self.status,
+                                "attempts": self.attempts, "source": self.source,
+                                "created_at": self.created_at.isoformat(),
+                                "updated_at": self.updated_at.isoformat()}
+        if self.result is not None and self.result.output is not None:
+            data["result"] = self.result.output.to_data()
+        if self.result is not None and self.result.error is not None:
+            data["error"] = self.result.error.to_data()
+        return data

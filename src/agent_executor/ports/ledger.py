@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from typing import Protocol
+
+from agent_executor.domain.job import Job
+from agent_executor.domain.result import JobRecord, JobResult
+
+
+class JobLedger(Protocol):
+    """One row per job; leases make every job run once and end with one result.
+
+    A lease is held by an `owner` (one per process) until it expires; the owner
+    renews it while the job runs. Every method raises `DependencyUnavailable`
+    when the store cannot be reached.
+    """
+
+    async def claim(self, job: Job, source: str, owner: str, lease_seconds: float) -> JobRecord:
+        """Take the job's lease, atomically with respect to every other claim.
+
+        - unknown job: recorded (with its JobExecutionEvent) as `running`, attempts 1;
+        - finished job: returned unchanged (`record.result` set), no lease taken;
+        - unfinished job whose lease is free or expired: lease taken, attempts + 1,
+          `running`, `started_at` kept from the first attempt;
+        - unfinished job under a live lease (whoever holds it): raises `JobConflict`.
+        """
+        ...
+
+    async def renew(self, job_id: str, owner: str, lease_seconds: float) -> None:
+        """Extend the lease; raises `LeaseLost` if `owner` no longer holds it."""
+        ...
+
+    async def finish(self, job_id: str, owner: str, result: JobResult) -> JobResult:
+        """Record the result and free the lease; returns what is recorded.
+
+        If the job is already finished the recorded result is returned instead.
+        Raises `LeaseLost` if another owner holds the lease.
+        """
+        ...
+
+    async def release(self, job_id: str, owner: str) -> None:
+        """Give the lease up now (the job stays unfinished, claimable at once)."""
+        ...
+
+    async def claim_orphan(self, sources: frozenset[str], owner: str,
+                           lease_seconds: float) -> tuple[Job, JobRecord] | None:
+        """Take over one unfinished job from `sources` whose lease has expired.
+
+        Safe when several processes call it at once: each orphan goes to one.
+        """
+        ...
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The job's record, or None."""
+        ...

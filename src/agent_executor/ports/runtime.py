@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from agent_executor.domain.job import Job
+from agent_executor.domain.result import AgentOutput
+
+EventSink = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+"""`await emit(event_type, data)`: hands one stream event (section 7) to the use case."""
+
+
+class AgentRuntime(Protocol):
+    """Runs a job's agent on the durable thread `job.job_id`.
+
+    Resumable: if the thread already has a checkpoint with pending work, the run
+    continues from it without appending the input again; if the checkpoint is
+    finished, its final state is returned without running anything.
+
+    Raises a `JobFailure` subclass when the job fails (`InvalidAgentDefinition`
+    before anything runs, `ModelError`, `ToolError`, `AgentError`) and
+    `DependencyUnavailable` when the checkpoint store fails.
+    """
+
+    async def run(self, job: Job, emit: EventSink) -> AgentOutput:
+        """Run or resume; `emit` each `on_llm_stream`/`on_tool_*`/`on_state_update`."""
+        ...
