@@ -79,7 +79,7 @@ start_nats() {
 }
 
 stop_all() {
-  [ -f "$STATE/started" ] || return 0
+  [ -f "$STATE/started" ] || { rm -rf "$STATE"; return 0; }
   while read -r name; do
     case $name in
       postgres) as_postgres "$(pg_bin)/pg_ctl" -D "$STATE/postgres/data" -m immediate -w stop >/dev/null 2>&1 || true ;;

@@ -8,7 +8,9 @@ cd "$ROOT"
 scripts/bootstrap-venv.sh dev
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy --strict"; .venv/bin/mypy
-scripts/test-services.sh start
+export TEST_SERVICES_DIR
+TEST_SERVICES_DIR=$(mktemp -d "${TMPDIR:-/tmp}/agent-executor-test-services.XXXXXX")
 trap 'scripts/test-services.sh stop' EXIT
+scripts/test-services.sh start
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
