@@ -77,8 +77,9 @@ def read_event(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
                 raise InvalidJob("a structured CloudEvent must be a JSON object",
                                  ["body: expected a JSON object"])
             if envelope.get("specversion") != "1.0":
+                got = envelope.get("specversion")
                 raise InvalidJob("unsupported CloudEvents specversion",
-                                 [f"specversion: expected '1.0', got {envelope.get('specversion')!r}"])
+                                 [f"specversion: expected '1.0', got {got!r}"])
             return from_structured(HTTPMessage(lowered, body), _FORMAT, CloudEvent)
     except CloudEventValidationError as exc:
         details = [f"{attr}: {errors[0]}" for attr, errors in exc.errors.items() if errors]

@@ -173,7 +173,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     r = _Reader(os.environ if env is None else env)
     profile = r.text("AGENT_EXECUTOR_PROFILE", "local") or "local"
     if profile not in PROFILES:
-        r.problems.append(f"AGENT_EXECUTOR_PROFILE={profile!r}: must be one of {', '.join(PROFILES)}")
+        choices = ", ".join(PROFILES)
+        r.problems.append(f"AGENT_EXECUTOR_PROFILE={profile!r}: must be one of {choices}")
     port = r.parsed("PORT", 8080, _int_in(1, 65535), "must be a port number 1-65535")
     postgres = _postgres(r)
     dragonfly = _dragonfly(r)
@@ -207,7 +208,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         anthropic_api_key=r.text("ANTHROPIC_API_KEY"),
     )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        r.problems.append(f"LOG_LEVEL={settings.log_level!r}: must be DEBUG, INFO, WARNING or ERROR")
+        r.problems.append(
+            f"LOG_LEVEL={settings.log_level!r}: must be DEBUG, INFO, WARNING or ERROR")
     if r.problems:
         raise ConfigError(r.problems)
     return settings
