@@ -56,7 +56,7 @@ def read_job(headers: Mapping[str, str], body: bytes, names: EventNames) -> Job:
     if problems:
         raise InvalidJob("not a job event: " + "; ".join(problems), problems)
     data = event.get_data()
-    if isinstance(data, bytes | str):
+    if isinstance(data, bytes):  # binary mode with a non-JSON content type
         data = _json(data, "data")
     if data is None:
         raise InvalidJob("the event has no data (a JobExecutionEvent object is required)",

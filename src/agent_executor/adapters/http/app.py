@@ -1,0 +1,218 @@
+"""The HTTP adapter: CloudEvent intake, job status, live events, health, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agent_executor.adapters.cloudevents_codec import EventNames, read_job, result_event
+from agent_executor.adapters.http.sse import sse_stream
+from agent_executor.adapters.metrics import PrometheusMetrics
+from agent_executor.domain.background import BackgroundJobs
+from agent_executor.domain.errors import (
+    AgentExecutorError,
+    DependencyUnavailable,
+    InvalidJob,
+    JobConflict,
+    JobNotFound,
+    LeaseLost,
+)
+from agent_executor.domain.execute import ExecuteJob
+from agent_executor.domain.result import JobResult
+from agent_executor.ports.events import EventStream
+from agent_executor.ports.health import ReadinessProbe
+from agent_executor.ports.ledger import JobLedger
+
+logger = logging.getLogger(__name__)
+
+CLOUDEVENTS_JSON = "application/cloudevents+json"
+
+# The one error-to-status table.
+ERROR_STATUS: dict[type[AgentExecutorError], int] = {
+    InvalidJob: 400,
+    JobNotFound: 404,
+    JobConflict: 409,
+    LeaseLost: 409,
+    DependencyUnavailable: 503,
+}
+
+
+class PayloadTooLarge(Exception):
+    pass
+
+
+def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLedger,
+               events: EventStream, probes: Sequence[ReadinessProbe],
+               metrics: PrometheusMetrics, names: EventNames, max_event_bytes: int,
+               probe_timeout_seconds: float = 2.0) -> Starlette:
+    """Build the Starlette app from what bootstrap hands over."""
+
+    async def post_job(request: Request) -> Response:
+        body = await _read_body(request, max_event_bytes)
+        job = read_job(request.headers, body, names)
+        if "respond-async" in request.headers.get("prefer", "").lower():
+            record = await execute.claim(job, "http")
+            if record.result is not None:
+                return _result_response(record.result, names)
+            background.start(job, record)
+            return JSONResponse({"job_id": job.job_id, "status": "running",
+                                 "location": f"/jobs/{job.job_id}"}, status_code=202,
+                                headers={"Location": f"/jobs/{job.job_id}",
+                                         "Preference-Applied": "respond-async"})
+        return _result_response(await execute.execute(job, "http"), names)
+
+    async def get_job(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        record = await ledger.get(job_id)
+        if record is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return JSONResponse(record.to_data())
+
+    async def job_events(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        record = await ledger.get(job_id)
+        if record is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        after = _last_event_id(request)
+        stream = events.follow(job_id, after, live=not record.finished)
+        return StreamingResponse(sse_stream(stream), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(_: Request) -> Response:
+        results = await asyncio.gather(*(_check(p, probe_timeout_seconds) for p in probes))
+        checks = {probe.name: result for probe, result in zip(probes, results, strict=True)}
+        ok = all(c["ok"] for c in checks.values())
+        return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    async def metrics_route(_: Request) -> Response:
+        return Response(metrics.exposition(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    routes = [
+        Route("/", post_job, methods=["POST"]),
+        Route("/jobs/{job_id:path}/events", job_events, methods=["GET"]),
+        Route("/jobs/{job_id:path}", get_job, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics_route, methods=["GET"]),
+    ]
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        AgentExecutorError: _domain_error,
+        PayloadTooLarge: _too_large(max_event_bytes),
+        HTTPException: _http_error,
+        Exception: _internal_error,
+    }
+    return Starlette(routes=routes, exception_handlers=handlers,
+                     middleware=[Middleware(RequestMetrics, metrics=metrics)])
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _result_response(result: JobResult, names: EventNames) -> Response:
+    return Response(json.dumps(result_event(result, names)), media_type=CLOUDEVENTS_JSON)
+
+
+def _last_event_id(request: Request) -> int:
+    raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+    if not raw.strip().isdigit():
+        raise InvalidJob("Last-Event-ID must be a stream seq (a whole number)",
+                         [f"Last-Event-ID: {raw!r} is not a whole number"])
+    return int(raw)
+
+
+async def _check(probe: ReadinessProbe, timeout: float) -> dict[str, Any]:
+    try:
+        result = await asyncio.wait_for(probe.check(), timeout)
+        return result.to_data()
+    except TimeoutError:
+        return {"ok": False, "detail": f"no answer within {timeout:g}s"}
+    except Exception as exc:  # a probe must never break /ready
+        return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+
+
+async def _domain_error(_: Request, exc: Exception) -> Response:
+    status = next((code for cls, code in ERROR_STATUS.items() if isinstance(exc, cls)), 500)
+    body: dict[str, Any] = {"error": str(exc), "details": getattr(exc, "details", [])}
+    headers = {"Retry-After": "5"} if status == 503 else None
+    if status == 500:
+        logger.error("unmapped domain error: %r", exc)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _too_large(limit: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handler(_: Request, __: Exception) -> Response:
+        return JSONResponse({"error": f"event larger than MAX_EVENT_BYTES ({limit} bytes)",
+                             "details": []}, status_code=413)
+    return handler
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail, "details": []}, status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path,
+                     exc_info=exc)
+    return JSONResponse({"error": "internal error", "details": []}, status_code=500)
+
+
+class RequestMetrics:
+    """Counts every answered request by method, route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: PrometheusMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.http_requests_total.labels(
+                method=scope["method"], route=template, status=str(status)).inc()
+            self.metrics.http_request_duration_seconds.labels(
+                method=scope["method"], route=template).observe(time.perf_counter() - started)

@@ -1,0 +1,190 @@
+"""Hand-written fakes of every port: they keep state that tests assert on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agent_executor.domain.errors import DependencyUnavailable, JobConflict, LeaseLost
+from agent_executor.domain.events import END, StreamEvent, utc_timestamp
+from agent_executor.domain.health import ProbeResult
+from agent_executor.domain.job import Job
+from agent_executor.domain.result import AgentOutput, JobRecord, JobResult
+from agent_executor.ports.runtime import EventSink
+
+
+class FakeLedger:
+    def __init__(self) -> None:
+        self.records: dict[str, JobRecord] = {}
+        self.jobs: dict[str, Job] = {}
+        self.leases: dict[str, tuple[str, datetime]] = {}
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise DependencyUnavailable("fake ledger is down")
+
+    async def claim(self, job: Job, source: str, owner: str, lease_seconds: float) -> JobRecord:
+        self._check()
+        now = datetime.now(UTC)
+        record = self.records.get(job.job_id)
+        if record is None:
+            record = JobRecord(job.job_id, job.trace_id, "running", 1, source, now, now, now)
+            self.jobs[job.job_id] = job
+        elif record.finished:
+            return record
+        else:
+            lease = self.leases.get(job.job_id)
+            if lease is not None and lease[1] > now:
+                raise JobConflict(f"job {job.job_id} is running elsewhere")
+            record = replace(record, status="running", attempts=record.attempts + 1,
+                             updated_at=now)
+        self.records[job.job_id] = record
+        self.leases[job.job_id] = (owner, now + timedelta(seconds=lease_seconds))
+        return record
+
+    async def renew(self, job_id: str, owner: str, lease_seconds: float) -> None:
+        self._check()
+        lease = self.leases.get(job_id)
+        if lease is None or lease[0] != owner:
+            raise LeaseLost(job_id)
+        self.leases[job_id] = (owner, datetime.now(UTC) + timedelta(seconds=lease_seconds))
+
+    async def finish(self, job_id: str, owner: str, result: JobResult) -> JobResult:
+        self._check()
+        record = self.records[job_id]
+        if record.result is not None:
+            return record.result
+        lease = self.leases.get(job_id)
+        if lease is None or lease[0] != owner:
+            raise LeaseLost(job_id)
+        self.records[job_id] = replace(record, status=result.status, result=result,
+                                       updated_at=datetime.now(UTC))
+        del self.leases[job_id]
+        return result
+
+    async def release(self, job_id: str, owner: str) -> None:
+        lease = self.leases.get(job_id)
+        if lease is not None and lease[0] == owner:
+            del self.leases[job_id]
+
+    async def claim_orphan(self, sources: frozenset[str], owner: str,
+                           lease_seconds: float) -> tuple[Job, JobRecord] | None:
+        self._check()
+        now = datetime.now(UTC)
+        for job_id, record in self.records.items():
+            lease = self.leases.get(job_id)
+            if record.finished or record.source not in sources or (lease and lease[1] > now):
+                continue
+            job = self.jobs[job_id]
+            return job, await self.claim(job, record.source, owner, lease_seconds)
+        return None
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        self._check()
+        return self.records.get(job_id)
+
+    def expire(self, job_id: str) -> None:
+        owner, _ = self.leases[job_id]
+        self.leases[job_id] = (owner, datetime.now(UTC) - timedelta(seconds=1))
+
+
+class FakeRuntime:
+    """Emits `tokens` as on_llm_stream events, then answers; can fail or block."""
+
+    def __init__(self, tokens: tuple[str, ...] = ("Hello", " world"),
+                 error: Exception | None = None) -> None:
+        self.tokens = tokens
+        self.error = error
+        self.calls: list[str] = []
+        self.gate: asyncio.Event | None = None  # when set, runs wait for it
+        self.started = asyncio.Event()
+
+    async def run(self, job: Job, emit: EventSink) -> AgentOutput:
+        self.calls.append(job.job_id)
+        self.started.set()
+        for token in self.tokens:
+            await emit("on_llm_stream", {"agent": "Orchestrator", "content": token})
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        text = "".join(self.tokens)
+        return AgentOutput(text, {"/out.md": text}, [
+            {"role": "user", "content": "hi"}, {"role": "assistant", "content": text}])
+
+
+class FakeEventWriter:
+    def __init__(self, stream: FakeEventStream, job_id: str, trace_id: str) -> None:
+        self.stream, self.job_id, self.trace_id = stream, job_id, trace_id
+        self.closed = False
+
+    async def emit(self, event_type: str, data: Mapping[str, Any]) -> None:
+        events = self.stream.events.setdefault(self.job_id, [])
+        events.append(StreamEvent(event_type, self.job_id, self.trace_id, len(events) + 1,
+                                  utc_timestamp(), dict(data)))
+        async with self.stream.changed:
+            self.stream.changed.notify_all()
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class FakeEventStream:
+    def __init__(self) -> None:
+        self.events: dict[str, list[StreamEvent]] = {}
+        self.changed = asyncio.Condition()
+
+    async def writer(self, job_id: str, trace_id: str) -> FakeEventWriter:
+        return FakeEventWriter(self, job_id, trace_id)
+
+    async def follow(self, job_id: str, after_seq: int = 0, *,
+                     live: bool = True) -> AsyncIterator[StreamEvent]:
+        seen = after_seq
+        while True:
+            for event in self.events.get(job_id, [])[seen:]:
+                seen = event.seq
+                yield event
+                if event.event_type == END:
+                    return
+            if not live:
+                return
+            async with self.changed:
+                await self.changed.wait_for(self._has_more(job_id, seen))
+
+    def _has_more(self, job_id: str, seen: int) -> Callable[[], bool]:
+        return lambda: len(self.events.get(job_id, [])) > seen
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.published: list[JobResult] = []
+        self.down = False
+
+    async def publish(self, result: JobResult) -> None:
+        if self.down:
+            raise DependencyUnavailable("fake bus is down")
+        self.published.append(result)
+
+
+class FakeMetrics:
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.finished: list[tuple[str, str]] = []
+
+    def job_started(self, source: str) -> None:
+        self.started.append(source)
+
+    def job_finished(self, source: str, status: str, duration_seconds: float | None) -> None:
+        self.finished.append((source, status))
+
+
+class FakeProbe:
+    def __init__(self, name: str, ok: bool = True, embedded: bool = False) -> None:
+        self.name, self.ok, self.embedded = name, ok, embedded
+
+    async def check(self) -> ProbeResult:
+        return ProbeResult(self.ok, self.embedded, None if self.ok else "down")

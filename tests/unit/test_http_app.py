@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from agent_executor.adapters.cloudevents_codec import EventNames
+from agent_executor.adapters.http.app import create_app
+from agent_executor.adapters.metrics import PrometheusMetrics
+from agent_executor.domain.background import BackgroundJobs
+from tests.unit.conftest import World, job_data
+from tests.unit.fakes import FakeProbe
+
+NAMES = EventNames()
+EXECUTE_TYPE = "dev.my-platform.agent.execute"
+
+
+def structured(data: Any, **attrs: Any) -> bytes:
+    event = {"specversion": "1.0", "id": "e-1", "source": "tests", "type": EXECUTE_TYPE,
+             "datacontenttype": "application/json", "data": data}
+    event.update(attrs)
+    return json.dumps(event).encode()
+
+
+STRUCTURED = {"content-type": "application/cloudevents+json"}
+BINARY = {"ce-specversion": "1.0", "ce-id": "e-1", "ce-source": "tests",
+          "ce-type": EXECUTE_TYPE, "content-type": "application/json"}
+
+
+class Api:
+    def __init__(self, world: World, probes: list[FakeProbe] | None = None) -> None:
+        self.world = world
+        self.metrics = PrometheusMetrics()
+        self.background = BackgroundJobs(world.execute, world.ledger)
+        self.app = create_app(
+            execute=world.execute, background=self.background, ledger=world.ledger,
+            events=world.events, metrics=self.metrics, names=NAMES, max_event_bytes=4096,
+            probes=probes or [FakeProbe("postgres", embedded=True),
+                              FakeProbe("dragonfly", embedded=True),
+                              FakeProbe("nats", embedded=True)])
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
+                                        base_url="http://test")
+
+
+@pytest.fixture
+async def api(world: World) -> AsyncIterator[Api]:
+    api = Api(world)
+    async with api.client:
+        yield api
+
+
+async def test_structured_job_answers_the_completed_result_event(api: Api) -> None:
+    response = await api.client.post("/", content=structured(job_data()), headers=STRUCTURED)
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/cloudevents+json")
+    event = response.json()
+    assert event["specversion"] == "1.0"
+    assert event["id"] == "job-1:completed"
+    assert event["type"] == "dev.my-platform.agent.completed"
+    assert event["source"] == "agent-executor"
+    assert event["subject"] == "job-1"
+    assert event["datacontenttype"] == "application/json"
+    assert event["traceparent"].startswith("00-") and len(event["traceparent"]) == 55
+    data = event["data"]
+    assert data["status"] == "completed" and data["attempts"] == 1
+    assert data["result"]["output"] == "Hello world"
+    assert data["result"]["files"] == {"/out.md": "Hello world"}
+    assert isinstance(data["duration_ms"], int)
+
+
+async def test_binary_job_is_accepted(api: Api) -> None:
+    response = await api.client.post("/", content=json.dumps(job_data()), headers=BINARY)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["status"] == "completed"
+
+
+async def test_same_job_again_answers_the_recorded_result_without_running(api: Api) -> None:
+    first = await api.client.post("/", content=structured(job_data()), headers=STRUCTURED)
+    second = await api.client.post("/", content=structured(job_data()), headers=STRUCTURED)
+    assert second.status_code == 200
+    assert second.json() == first.json()
+    assert api.world.runtime.calls == ["job-1"]
+
+
+async def test_job_status_and_events(api: Api) -> None:
+    await api.client.post("/", content=structured(job_data()), headers=STRUCTURED)
+
+    status = (await api.client.get("/jobs/job-1")).json()
+    assert status["status"] == "completed" and status["attempts"] == 1
+    assert status["result"]["output"] == "Hello world"
+    assert {"created_at", "updated_at"} <= status.keys()
+
+    sse = await api.client.get("/jobs/job-1/events")
+    assert sse.headers["content-type"].startswith("text/event-stream")
+    frames = [f for f in sse.text.split("\n\n") if f.startswith("id:")]
+    ids = [int(f.split("\n")[0].removeprefix("id: ")) for f in frames]
+    assert ids == list(range(1, len(frames) + 1))
+    assert "event: end" in frames[-1]
+
+    resumed = await api.client.get("/jobs/job-1/events", headers={"Last-Event-ID": "2"})
+    assert resumed.text.count("id: ") == len(frames) - 2
+    assert (await api.client.get("/jobs/nope")).status_code == 404
+    assert (await api.client.get("/jobs/nope/events")).status_code == 404
+
+
+async def test_respond_async_answers_202_and_the_job_finishes(api: Api) -> None:
+    response = await api.client.post(
+        "/", content=structured(job_data()),
+        headers={**STRUCTURED, "Prefer": "respond-async"})
+    assert response.status_code == 202
+    assert response.headers["location"] == "/jobs/job-1"
+
+    async def finished() -> None:
+        while (await api.client.get("/jobs/job-1")).json()["status"] != "completed":
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(finished(), 5)
+
+
+async def test_a_running_job_answers_409(api: Api) -> None:
+    api.world.runtime.gate = asyncio.Event()
+    first = asyncio.create_task(
+        api.client.post("/", content=structured(job_data()), headers=STRUCTURED))
+    await api.world.runtime.started.wait()
+    second = await api.client.post("/", content=structured(job_data()), headers=STRUCTURED)
+    assert second.status_code == 409
+    assert "running" in second.json()["error"]
+    api.world.runtime.gate.set()
+    assert (await first).status_code == 200
+
+
+@pytest.mark.parametrize(("body", "headers", "needle"), [
+    (b"this is not json", STRUCTURED, "not valid JSON"),
+    (b"[1, 2]", STRUCTURED, "JSON object"),
+    (b'{"hello": "world"}', {"content-type": "application/json"}, "not a CloudEvent"),
+    (b"", {}, "not a CloudEvent"),
+    (structured(job_data(job_id=None)), STRUCTURED, "data.job_id: required"),
+    (structured(job_data(job_id="")), STRUCTURED, "data.job_id: must not be empty"),
+    (structured(job_data(job_id="x" * 201)), STRUCTURED, "longer than 200"),
+    (structured(job_data(job_id=7)), STRUCTURED, "data.job_id: expected a string"),
+    (structured("a string"), STRUCTURED, "data: expected an object"),
+    (structured([1]), STRUCTURED, "data: expected an object"),
+    (structured(None), STRUCTURED, "no data"),
+    (structured(job_data(), type="com.example.other"), STRUCTURED, "type: expected"),
+    (structured(job_data(), specversion="0.3"), STRUCTURED, "specversion"),
+    (structured(job_data(), source=""), STRUCTURED, "source"),
+    (structured(job_data(agent_definition="nope")), STRUCTURED, "agent_definition"),
+    (structured(job_data(input_payload={"messages": "hi"})), STRUCTURED, "messages"),
+    (structured(job_data(input_payload={"messages": [{"role": "boss", "content": "x"}]})),
+     STRUCTURED, "messages[0].role"),
+    (json.dumps(job_data()).encode(), {**BINARY, "ce-type": "wrong"}, "type: expected"),
+    (b"{not json", BINARY, "JSON"),
+    (json.dumps(job_data()).encode(), {**BINARY, "content-type": "text/plain"},
+     "datacontenttype"),
+])
+async def test_bad_input_is_a_400_that_says_what_is_wrong(
+        api: Api, body: bytes, headers: dict[str, str], needle: str) -> None:
+    response = await api.client.post("/", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert needle in error["error"] + " ".join(error["details"]), error
+    assert isinstance(error["details"], list)
+    assert api.world.ledger.records == {}  # nothing recorded
+
+
+async def test_a_body_over_the_limit_is_413(api: Api) -> None:
+    big = structured(job_data(input_payload={"messages": [
+        {"role": "user", "content": "x" * 5000}]}))
+    response = await api.client.post("/", content=big, headers=STRUCTURED)
+    assert response.status_code == 413
+    assert "MAX_EVENT_BYTES" in response.json()["error"]
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while read
+        for _ in range(10):
+            yield b"x" * 1000
+    response = await api.client.post("/", content=chunks(), headers=STRUCTURED)
+    assert response.status_code == 413
+
+
+async def test_health_ready_and_metrics(world: World) -> None:
+    api = Api(world, [FakeProbe("postgres", embedded=True), FakeProbe("nats", ok=False)])
+    async with api.client:
+        assert (await api.client.get("/health")).json() == {"status": "ok"}
+        ready = await api.client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json() == {"status": "not_ready", "checks": {
+            "postgres": {"ok": True, "embedded": True},
+            "nats": {"ok": False, "detail": "down"}}}
+        await api.client.post("/", content=b"bad", headers=STRUCTURED)
+        text = (await api.client.get("/metrics")).text
+        assert 'agent_executor_http_requests_total{method="POST",route="/",status="400"} 1.0' \
+            in text
+        assert "agent_executor_jobs_in_progress" in text
+
+
+async def test_unknown_route_and_method_are_json_errors(api: Api) -> None:
+    missing = await api.client.get("/nope")
+    assert missing.status_code == 404 and "error" in missing.json()
+    wrong = await api.client.get("/")
+    assert wrong.status_code == 405 and "error" in wrong.json()
