@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent_executor.adapters.config import ConfigError, load_settings
+
+
+def test_defaults_are_the_contracts() -> None:
+    s = load_settings({})
+    assert (s.profile, s.host, s.port) == ("local", "0.0.0.0", 8080)
+    assert (s.postgres, s.dragonfly, s.nats) == (None, None, None)
+    assert (s.max_concurrent_jobs, s.job_timeout_seconds, s.max_event_bytes) == (8, 3600, 1048576)
+    assert s.execute_type == "dev.my-platform.agent.execute"
+    assert s.data_dir == Path(".agent-executor")
+
+
+def test_production_reads_every_service() -> None:
+    s = load_settings({
+        "AGENT_EXECUTOR_PROFILE": "production", "POSTGRES_HOST": "db", "POSTGRES_DB": "agents",
+        "POSTGRES_USER": "u", "POSTGRES_PASSWORD": "p w'd", "POSTGRES_SCHEMA": "exec",
+        "DRAGONFLY_HOST": "cache", "DRAGONFLY_PASSWORD": "x", "NATS_URL": "nats://n:4222"})
+    assert s.postgres is not None and s.postgres.schema == "exec"
+    assert "password='p w\\'d'" in s.postgres.dsn()
+    assert s.dragonfly is not None and s.dragonfly.port == 6379
+    assert s.nats is not None and s.nats.consumer_group == "agent-executor-workers"
+    assert s.nats.subject == "agent.execute.*" and s.nats.status_subject_prefix == "agent.status"
+    assert "p w" not in repr(s) and "'x'" not in repr(s)  # secrets never in reprs
+
+
+def test_production_with_nothing_names_every_missing_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"AGENT_EXECUTOR_PROFILE": "production"})
+    message = str(caught.value)
+    for name in ("POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD",
+                 "DRAGONFLY_HOST", "NATS_URL"):
+        assert name in message
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"PORT": "abc"}, "PORT='abc'"),
+    ({"PORT": "70000"}, "PORT='70000'"),
+    ({"MAX_CONCURRENT_JOBS": "-1"}, "MAX_CONCURRENT_JOBS"),
+    ({"MAX_CONCURRENT_JOBS": "0"}, "MAX_CONCURRENT_JOBS"),
+    ({"JOB_TIMEOUT_SECONDS": "soon"}, "JOB_TIMEOUT_SECONDS"),
+    ({"JOB_TIMEOUT_SECONDS": "-5"}, "JOB_TIMEOUT_SECONDS"),
+    ({"MAX_EVENT_BYTES": "1e6"}, "MAX_EVENT_BYTES"),
+    ({"AGENT_EXECUTOR_PROFILE": "prod"}, "AGENT_EXECUTOR_PROFILE"),
+    ({"NATS_URL": "localhost:4222"}, "NATS_URL"),
+    ({"POSTGRES_HOST": "db"}, "POSTGRES_DB"),
+    ({"DRAGONFLY_PORT": "x"}, "DRAGONFLY_PORT"),
+    ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+])
+def test_invalid_values_name_the_variable(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert needle in str(caught.value)
+
+
+def test_all_problems_are_reported_together() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"PORT": "abc", "MAX_CONCURRENT_JOBS": "many"})
+    assert len(caught.value.problems) == 2
+
+
+def test_secret_values_are_not_echoed() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"POSTGRES_HOST": "db", "POSTGRES_PORT": "hunter2"})
+    assert "POSTGRES_PORT" in str(caught.value)
+
+
+@pytest.mark.parametrize(("env", "names"), [
+    ({"AGENT_EXECUTOR_PROFILE": "production"}, ["POSTGRES_HOST", "DRAGONFLY_HOST", "NATS_URL"]),
+    ({"PORT": "abc"}, ["PORT"]),
+])
+def test_the_cli_exits_non_zero_naming_the_variables_without_traceback(
+        env: dict[str, str], names: list[str]) -> None:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("POSTGRES_", "DRAGONFLY_", "NATS_", "AGENT_EXECUTOR_"))}
+    done = subprocess.run([sys.executable, "-m", "agent_executor", "serve"],
+                          env={**clean, **env}, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    for name in names:
+        assert name in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 4
