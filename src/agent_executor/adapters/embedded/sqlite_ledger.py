@@ -1,0 +1,221 @@
+"""`SqliteJobLedger`: the job ledger in a SQLite file, for the `local` profile
+when no Postgres is configured. Same semantics as `PostgresJobLedger`: every
+state change is one statement (upsert or update with RETURNING) whose WHERE
+clause is the rule, so it is atomic even with several processes on one file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from agent_executor.domain.errors import DependencyUnavailable, JobConflict, LeaseLost
+from agent_executor.domain.health import ProbeResult
+from agent_executor.domain.job import Job
+from agent_executor.domain.result import JobRecord, JobResult
+
+logger = logging.getLogger(__name__)
+
+LEDGER_FILE = "ledger.sqlite3"
+_COLUMNS = ("job_id, trace_id, status, attempts, source, created_at, updated_at, "
+            "started_at, result")
+_LEASE_FREE = "(lease_expires_at IS NULL OR lease_expires_at <= :now)"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS job_ledger (
+    job_id TEXT PRIMARY KEY,
+    trace_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    job TEXT NOT NULL,
+    lease_owner TEXT,
+    lease_expires_at REAL,
+    result TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_ledger_unfinished_lease_idx
+    ON job_ledger (lease_expires_at) WHERE finished_at IS NULL;
+"""
+_CLAIM = f"""
+INSERT INTO job_ledger (job_id, trace_id, source, status, attempts, job, lease_owner,
+                        lease_expires_at, created_at, started_at, updated_at)
+VALUES (:job_id, :trace_id, :source, 'running', 1, :job, :owner, :now + :lease,
+        :now, :now, :now)
+ON CONFLICT (job_id) DO UPDATE
+   SET status = 'running', attempts = attempts + 1, lease_owner = excluded.lease_owner,
+       lease_expires_at = excluded.lease_expires_at,
+       started_at = coalesce(started_at, excluded.started_at), updated_at = :now
+ WHERE finished_at IS NULL AND {_LEASE_FREE}
+RETURNING {_COLUMNS}"""
+_GET = f"SELECT {_COLUMNS} FROM job_ledger WHERE job_id = :job_id"
+_RENEW = """
+UPDATE job_ledger SET lease_expires_at = :now + :lease
+ WHERE job_id = :job_id AND lease_owner = :owner AND finished_at IS NULL
+RETURNING 1"""
+_FINISH = """
+UPDATE job_ledger
+   SET status = :status, result = :result, finished_at = :now, lease_owner = NULL,
+       lease_expires_at = NULL, updated_at = :now
+ WHERE job_id = :job_id AND lease_owner = :owner AND finished_at IS NULL
+RETURNING result"""
+_RELEASE = """
+UPDATE job_ledger
+   SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+ WHERE job_id = :job_id AND lease_owner = :owner AND finished_at IS NULL"""
+_ORPHAN = f"""
+UPDATE job_ledger
+   SET status = 'running', attempts = attempts + 1, lease_owner = :owner,
+       lease_expires_at = :now + :lease, started_at = coalesce(started_at, :now),
+       updated_at = :now
+ WHERE job_id = (SELECT job_id FROM job_ledger
+                  WHERE finished_at IS NULL AND {_LEASE_FREE}
+                    AND source IN (SELECT value FROM json_each(:sources))
+                  ORDER BY lease_expires_at LIMIT 1)
+   AND finished_at IS NULL AND {_LEASE_FREE}
+RETURNING {_COLUMNS}, job"""
+
+
+class SqliteJobLedger:
+    """The `JobLedger` port on one SQLite file (WAL mode); `open` before use."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: aiosqlite.Connection | None = None
+
+    @classmethod
+    async def create(cls, path: Path) -> SqliteJobLedger:
+        return await cls(path).open()
+
+    @classmethod
+    async def in_data_dir(cls, data_dir: Path) -> SqliteJobLedger:
+        return await cls.create(data_dir / LEDGER_FILE)
+
+    async def open(self) -> SqliteJobLedger:
+        try:
+            await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(self.path, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            await conn.execute("PRAGMA busy_timeout = 5000")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise DependencyUnavailable(f"job ledger ({self.path}) unusable: {exc}") from exc
+        self._conn = conn
+        logger.info("job ledger: embedded SQLite at %s", self.path)
+        return self
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1", {})
+
+    async def claim(self, job: Job, source: str, owner: str, lease_seconds: float) -> JobRecord:
+        params = {"job_id": job.job_id, "trace_id": job.trace_id, "source": source,
+                  "job": json.dumps(job.to_data()), "owner": owner, "lease": lease_seconds}
+        rows = await self._fetch(_CLAIM, params)
+        if rows:
+            return _record(rows[0])
+        rows = await self._fetch(_GET, params)
+        if rows and rows[0]["result"] is not None:
+            return _record(rows[0])
+        raise JobConflict(f"job {job.job_id} is running under another lease")
+
+    async def renew(self, job_id: str, owner: str, lease_seconds: float) -> None:
+        params = {"job_id": job_id, "owner": owner, "lease": lease_seconds}
+        if not await self._fetch(_RENEW, params):
+            raise LeaseLost(f"job {job_id}: lease no longer held by {owner}")
+
+    async def finish(self, job_id: str, owner: str, result: JobResult) -> JobResult:
+        params = {"job_id": job_id, "owner": owner, "status": result.status,
+                  "result": json.dumps(result.to_record())}
+        rows = await self._fetch(_FINISH, params)
+        if not rows:
+            rows = await self._fetch(_GET, params)
+            if not rows or rows[0]["result"] is None:
+                raise LeaseLost(f"job {job_id}: lease no longer held by {owner}")
+        return JobResult.from_record(json.loads(rows[0]["result"]))
+
+    async def release(self, job_id: str, owner: str) -> None:
+        await self._fetch(_RELEASE, {"job_id": job_id, "owner": owner})
+
+    async def claim_orphan(self, sources: frozenset[str], owner: str,
+                           lease_seconds: float) -> tuple[Job, JobRecord] | None:
+        params = {"sources": json.dumps(sorted(sources)), "owner": owner,
+                  "lease": lease_seconds}
+        rows = await self._fetch(_ORPHAN, params)
+        if not rows:
+            return None
+        data = json.loads(rows[0]["job"])
+        job = Job(job_id=data["job_id"], trace_id=data["trace_id"],
+                  agent_definition=data["agent_definition"],
+                  input_payload=data["input_payload"])
+        return job, _record(rows[0])
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        rows = await self._fetch(_GET, {"job_id": job_id})
+        return _record(rows[0]) if rows else None
+
+    async def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[sqlite3.Row]:
+        """Run one statement to completion (committing it); the one place SQLite
+        errors become domain errors. Only the parameters `sql` names are bound."""
+        async with self._connection() as conn:
+            bound = {**params, "now": time.time()}
+            rows = await conn.execute_fetchall(sql, bound)
+            return list(rows)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[aiosqlite.Connection]:
+        if self._conn is None:
+            raise DependencyUnavailable(f"job ledger ({self.path}) is not open")
+        try:
+            yield self._conn
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            raise DependencyUnavailable(f"job ledger ({self.path}) failed: {exc}") from exc
+
+
+class SqliteReadinessProbe:
+    """`/ready`'s "postgres" check when the ledger is the embedded SQLite file."""
+
+    name = "postgres"
+
+    def __init__(self, ledger: SqliteJobLedger) -> None:
+        self._ledger = ledger
+
+    async def check(self) -> ProbeResult:
+        try:
+            await asyncio.wait_for(self._ledger.ping(), timeout=1.0)
+        except (DependencyUnavailable, TimeoutError) as exc:
+            return ProbeResult(ok=False, embedded=True, detail=str(exc) or "no answer within 1s")
+        return ProbeResult(ok=True, embedded=True)
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    result = row["result"]
+    created = _time(row["created_at"])
+    updated = _time(row["updated_at"])
+    assert created is not None and updated is not None
+    return JobRecord(job_id=row["job_id"], trace_id=row["trace_id"], status=row["status"],
+                     attempts=row["attempts"], source=row["source"], created_at=created,
+                     updated_at=updated, started_at=_time(row["started_at"]),
+                     result=None if result is None else JobResult.from_record(json.loads(result)))

@@ -1,0 +1,170 @@
+"""`PostgresJobLedger`: the job ledger in the `job_ledger` table (migrations/0001).
+
+Every state change is one statement whose WHERE clause is the rule it enforces
+(row locks make it atomic); times come from the database clock, so replicas
+with skewed clocks agree on when a lease expires.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from agent_executor.adapters.config import PostgresSettings
+from agent_executor.adapters.postgres.pool import DRIVER_ERRORS, create_pool, quote_ident
+from agent_executor.domain.errors import DependencyUnavailable, JobConflict, LeaseLost
+from agent_executor.domain.job import Job
+from agent_executor.domain.result import JobRecord, JobResult
+
+_COLUMNS = ("job_id, trace_id, status, attempts, source, created_at, updated_at, "
+            "started_at, result")
+_LEASE_FREE = "(l.lease_expires_at IS NULL OR l.lease_expires_at <= now())"
+
+
+class PostgresJobLedger:
+    """The `JobLedger` port on PostgreSQL (asyncpg, its own small pool)."""
+
+    def __init__(self, pool: Any, schema: str = "public", *, owns_pool: bool = False) -> None:
+        self._pool = pool
+        self._owns_pool = owns_pool
+        table = f"{quote_ident(schema)}.job_ledger"
+        self._claim_sql = f"""
+            INSERT INTO {table} AS l (job_id, trace_id, source, status, attempts, job,
+                                      lease_owner, lease_expires_at, started_at)
+            VALUES ($1, $2, $3, 'running', 1, $4, $5, now() + make_interval(secs => $6), now())
+            ON CONFLICT (job_id) DO UPDATE
+               SET status = 'running', attempts = l.attempts + 1,
+                   lease_owner = excluded.lease_owner,
+                   lease_expires_at = excluded.lease_expires_at,
+                   started_at = coalesce(l.started_at, now()), updated_at = now()
+             WHERE l.finished_at IS NULL AND {_LEASE_FREE}
+            RETURNING {_COLUMNS}"""
+        self._get_sql = f"SELECT {_COLUMNS} FROM {table} WHERE job_id = $1"
+        self._renew_sql = f"""
+            UPDATE {table} SET lease_expires_at = now() + make_interval(secs => $3)
+             WHERE job_id = $1 AND lease_owner = $2 AND finished_at IS NULL
+            RETURNING true"""
+        self._finish_sql = f"""
+            UPDATE {table}
+               SET status = $3, result = $4, finished_at = now(), lease_owner = NULL,
+                   lease_expires_at = NULL, updated_at = now()
+             WHERE job_id = $1 AND lease_owner = $2 AND finished_at IS NULL
+            RETURNING result"""
+        self._release_sql = f"""
+            UPDATE {table}
+               SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+                   updated_at = now()
+             WHERE job_id = $1 AND lease_owner = $2 AND finished_at IS NULL"""
+        # SKIP LOCKED: concurrent reapers each take a different orphan, none waits.
+        self._orphan_sql = f"""
+            UPDATE {table} AS l
+               SET status = 'running', attempts = l.attempts + 1, lease_owner = $2,
+                   lease_expires_at = now() + make_interval(secs => $3),
+                   started_at = coalesce(l.started_at, now()), updated_at = now()
+             WHERE l.job_id = (
+                     SELECT o.job_id FROM {table} AS o
+                      WHERE o.finished_at IS NULL AND o.source = ANY($1::text[])
+                        AND (o.lease_expires_at IS NULL OR o.lease_expires_at <= now())
+                      ORDER BY o.lease_expires_at NULLS FIRST
+                      LIMIT 1
+                        FOR UPDATE SKIP LOCKED)
+               AND l.finished_at IS NULL AND {_LEASE_FREE}
+            RETURNING {_COLUMNS}, l.job"""
+
+    @classmethod
+    async def create(cls, settings: PostgresSettings, *, max_size: int = 4) -> PostgresJobLedger:
+        """A ledger with its own pool (connected lazily), closed by `aclose`."""
+        try:
+            pool = await create_pool(settings, max_size=max_size)
+        except DRIVER_ERRORS as exc:
+            raise _unavailable(exc) from exc
+        return cls(pool, settings.schema, owns_pool=True)
+
+    @property
+    def pool(self) -> Any:
+        """The asyncpg pool (shared with the readiness probe)."""
+        return self._pool
+
+    async def aclose(self) -> None:
+        if self._owns_pool:
+            await self._pool.close()
+
+    async def claim(self, job: Job, source: str, owner: str, lease_seconds: float) -> JobRecord:
+        async with self._connection() as conn:
+            # A row that vanished between the two statements was pruned: claim again.
+            for _ in range(3):
+                row = await conn.fetchrow(self._claim_sql, job.job_id, job.trace_id, source,
+                                          job.to_data(), owner, float(lease_seconds))
+                if row is not None:
+                    return _record(row)
+                row = await conn.fetchrow(self._get_sql, job.job_id)
+                if row is not None:
+                    record = _record(row)
+                    if record.finished:
+                        return record
+                    raise JobConflict(f"job {job.job_id} is running under another lease")
+        raise JobConflict(f"job {job.job_id} could not be claimed; try again")
+
+    async def renew(self, job_id: str, owner: str, lease_seconds: float) -> None:
+        async with self._connection() as conn:
+            renewed = await conn.fetchval(self._renew_sql, job_id, owner, float(lease_seconds))
+        if not renewed:
+            raise LeaseLost(f"job {job_id}: lease no longer held by {owner}")
+
+    async def finish(self, job_id: str, owner: str, result: JobResult) -> JobResult:
+        async with self._connection() as conn:
+            stored = await conn.fetchval(self._finish_sql, job_id, owner, result.status,
+                                         result.to_record())
+            if stored is None:
+                row = await conn.fetchrow(self._get_sql, job_id)
+                if row is None or row["result"] is None:
+                    raise LeaseLost(f"job {job_id}: lease no longer held by {owner}")
+                stored = row["result"]
+        return JobResult.from_record(stored)
+
+    async def release(self, job_id: str, owner: str) -> None:
+        async with self._connection() as conn:
+            await conn.execute(self._release_sql, job_id, owner)
+
+    async def claim_orphan(self, sources: frozenset[str], owner: str,
+                           lease_seconds: float) -> tuple[Job, JobRecord] | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(self._orphan_sql, sorted(sources), owner,
+                                      float(lease_seconds))
+        if row is None:
+            return None
+        return _job(row["job"]), _record(row)
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(self._get_sql, job_id)
+        return None if row is None else _record(row)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection; the one place driver errors become domain errors."""
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except DRIVER_ERRORS as exc:
+            raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: BaseException) -> DependencyUnavailable:
+    return DependencyUnavailable(
+        f"job ledger (PostgreSQL) unavailable: {type(exc).__name__}: {exc}".rstrip(": "))
+
+
+def _record(row: Mapping[str, Any]) -> JobRecord:
+    result = row["result"]
+    return JobRecord(job_id=row["job_id"], trace_id=row["trace_id"], status=row["status"],
+                     attempts=row["attempts"], source=row["source"],
+                     created_at=row["created_at"], updated_at=row["updated_at"],
+                     started_at=row["started_at"],
+                     result=None if result is None else JobResult.from_record(result))
+
+
+def _job(data: Mapping[str, Any]) -> Job:
+    return Job(job_id=data["job_id"], trace_id=data["trace_id"],
+               agent_definition=data["agent_definition"], input_payload=data["input_payload"])

@@ -1,0 +1,89 @@
+"""`PostgresJobLedger` against a real PostgreSQL, migrated by the real script."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from agent_executor.adapters.config import PostgresSettings
+from agent_executor.adapters.postgres.ledger import PostgresJobLedger
+from agent_executor.adapters.postgres.probe import PostgresReadinessProbe
+from agent_executor.domain.errors import DependencyUnavailable
+from tests.integration.conftest import PostgresDatabase
+from tests.integration.test_migrations import migrated
+from tests.ledger_contract import LEASE, LedgerContract, completed, make_job
+
+
+def settings(db: PostgresDatabase, schema: str = "public", port: int | None = None
+             ) -> PostgresSettings:
+    return PostgresSettings(host=db.host, port=port or db.port, database=db.database,
+                            user=db.user, password="", schema=schema)
+
+
+class TestPostgresJobLedger(LedgerContract):
+    @pytest.fixture
+    async def ledger(self, postgres_db: PostgresDatabase) -> AsyncIterator[PostgresJobLedger]:
+        await migrated(postgres_db)
+        ledger = await PostgresJobLedger.create(settings(postgres_db), max_size=10)
+        yield ledger
+        await ledger.aclose()
+
+
+async def test_works_in_its_own_schema(postgres_db: PostgresDatabase) -> None:
+    schema = 'Agent "Exec"'
+    await migrated(postgres_db, schema)
+    ledger = await PostgresJobLedger.create(settings(postgres_db, schema))
+    try:
+        job = make_job()
+        await ledger.claim(job, "http", "worker-a", LEASE)
+        result = await ledger.finish(job.job_id, "worker-a", completed(job))
+        record = await ledger.get(job.job_id)
+        assert record is not None and record.result == result
+    finally:
+        await ledger.aclose()
+    conn = await asyncpg.connect(postgres_db.dsn)
+    try:
+        row = await conn.fetchrow(
+            'SELECT status, finished_at, lease_owner FROM "Agent ""Exec""".job_ledger')
+        assert (row["status"], row["lease_owner"]) == ("completed", None)
+        assert row["finished_at"] is not None
+    finally:
+        await conn.close()
+
+
+async def test_unreachable_database_is_dependency_unavailable(
+        postgres_db: PostgresDatabase) -> None:
+    ledger = await PostgresJobLedger.create(settings(postgres_db, port=1))  # lazy: no error yet
+    try:
+        with pytest.raises(DependencyUnavailable, match="PostgreSQL"):
+            await ledger.claim(make_job(), "http", "worker-a", LEASE)
+        with pytest.raises(DependencyUnavailable):
+            await ledger.get("job-1")
+    finally:
+        await ledger.aclose()
+
+
+async def test_missing_table_is_dependency_unavailable(postgres_db: PostgresDatabase) -> None:
+    ledger = await PostgresJobLedger.create(settings(postgres_db))  # no migrations ran
+    try:
+        with pytest.raises(DependencyUnavailable, match="job_ledger"):
+            await ledger.get("job-1")
+    finally:
+        await ledger.aclose()
+
+
+async def test_readiness_probe_runs_a_query(postgres_db: PostgresDatabase) -> None:
+    ledger = await PostgresJobLedger.create(settings(postgres_db))
+    down = await PostgresJobLedger.create(settings(postgres_db, port=1))
+    try:
+        probe = PostgresReadinessProbe(ledger.pool)
+        assert probe.name == "postgres"
+        result = await probe.check()
+        assert (result.ok, result.embedded) == (True, False)
+        failed = await PostgresReadinessProbe(down.pool, timeout_seconds=3).check()
+        assert not failed.ok and failed.detail
+    finally:
+        await ledger.aclose()
+        await down.aclose()

@@ -1,0 +1,270 @@
+"""The behaviour every `JobLedger` implementation shares (ports/ledger.py).
+
+Subclass `LedgerContract` in a `Test*` class and provide an async fixture
+`ledger` yielding a fresh, empty ledger. Leases are made to expire by claiming
+with `SHORT_LEASE` and then polling (bounded) until a takeover succeeds, so no
+test sleeps for a fixed time and none depends on a fast machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pytest
+
+from agent_executor.domain.errors import JobConflict, LeaseLost
+from agent_executor.domain.job import Job
+from agent_executor.domain.result import AgentOutput, ErrorInfo, JobRecord, JobResult
+from agent_executor.ports.ledger import JobLedger
+
+T = TypeVar("T")
+
+LEASE = 30.0
+SHORT_LEASE = 0.05
+DEADLINE_SECONDS = 10.0
+A, B = "worker-a", "worker-b"
+
+
+def make_job(job_id: str = "job-1") -> Job:
+    return Job(job_id=job_id, trace_id=f"trace-{job_id}",
+               agent_definition={"name": "spec-builder", "version": "1",
+                                 "nodes": [{"id": "o", "type": "Orchestrator",
+                                            "config": {"name": "O", "tools": []}}]},
+               input_payload={"messages": [{"role": "user", "content": "Write the spec ✓"}],
+                              "files": {"/a.md": "x"}})
+
+
+def completed(job: Job, attempts: int = 1) -> JobResult:
+    output = AgentOutput("done", {"/spec.md": "# Spec\n"},
+                         [{"role": "user", "content": "hi"}, {"role": "ai", "content": "done"}])
+    return JobResult.completed(job.job_id, job.trace_id, attempts, output, duration_ms=1234)
+
+
+def failed(job: Job, attempts: int = 1) -> JobResult:
+    return JobResult.failed(job.job_id, job.trace_id, attempts,
+                            ErrorInfo("ModelError", "provider said no", retryable=False))
+
+
+async def eventually(action: Callable[[], Awaitable[T | None]],
+                     retry_on: tuple[type[Exception], ...] = ()) -> T:
+    """Repeat `action` until it returns something other than None without raising
+    one of `retry_on`; fail after DEADLINE_SECONDS."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while True:
+        try:
+            value = await action()
+            if value is not None:
+                return value
+        except retry_on:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not reached within {DEADLINE_SECONDS}s")
+        await asyncio.sleep(0.01)
+
+
+async def take_over(ledger: JobLedger, job: Job, owner: str = B,
+                    source: str = "http") -> JobRecord:
+    """Claim `job` as soon as its (short) lease has expired."""
+    return await eventually(lambda: ledger.claim(job, source, owner, LEASE), (JobConflict,))
+
+
+class LedgerContract:
+    """Tests every ledger must pass; subclasses provide the `ledger` fixture."""
+
+    async def test_get_unknown_job_is_none(self, ledger: JobLedger) -> None:
+        assert await ledger.get("nope") is None
+
+    async def test_new_claim_runs_first_attempt(self, ledger: JobLedger) -> None:
+        job = make_job()
+        before = datetime.now(UTC)
+        record = await ledger.claim(job, "http", A, LEASE)
+        assert (record.job_id, record.trace_id, record.status, record.attempts,
+                record.source) == (job.job_id, job.trace_id, "running", 1, "http")
+        assert record.started_at is not None and record.result is None
+        assert abs((record.started_at - before).total_seconds()) < 60
+        assert await ledger.get(job.job_id) == record
+
+    async def test_claim_under_live_lease_conflicts_whoever_asks(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        with pytest.raises(JobConflict):
+            await ledger.claim(job, "nats", B, LEASE)
+        with pytest.raises(JobConflict):
+            await ledger.claim(job, "http", A, LEASE)
+        record = await ledger.get(job.job_id)
+        assert record is not None and record.attempts == 1
+
+    async def test_claim_after_expiry_is_a_new_attempt(self, ledger: JobLedger) -> None:
+        job = make_job()
+        first = await ledger.claim(job, "http", A, SHORT_LEASE)
+        second = await take_over(ledger, job)
+        assert (second.status, second.attempts) == ("running", 2)
+        assert second.started_at == first.started_at
+        assert second.created_at == first.created_at
+
+    async def test_renew_by_owner_keeps_the_lease(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, SHORT_LEASE)
+        await ledger.renew(job.job_id, A, LEASE)
+        with pytest.raises(JobConflict):
+            await ledger.claim(job, "http", B, LEASE)
+
+    async def test_renew_by_another_owner_is_lease_lost(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        with pytest.raises(LeaseLost):
+            await ledger.renew(job.job_id, B, LEASE)
+
+    async def test_renew_after_takeover_is_lease_lost(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, SHORT_LEASE)
+        await take_over(ledger, job)
+        with pytest.raises(LeaseLost):
+            await ledger.renew(job.job_id, A, LEASE)
+        await ledger.renew(job.job_id, B, LEASE)
+
+    @pytest.mark.parametrize("outcome", [completed, failed])
+    async def test_finish_records_the_result_exactly(
+            self, ledger: JobLedger, outcome: Callable[[Job], JobResult]) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        result = outcome(job)
+        assert await ledger.finish(job.job_id, A, result) == result
+        record = await ledger.get(job.job_id)
+        assert record is not None
+        assert (record.status, record.attempts, record.finished) == (result.status, 1, True)
+        assert record.result == result
+        assert record.result.finished_at == result.finished_at
+
+    async def test_claim_of_finished_job_returns_it_unchanged(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        result = await ledger.finish(job.job_id, A, completed(job))
+        for owner, source in ((B, "nats"), (A, "http")):  # the lease is free: no conflict
+            record = await ledger.claim(job, source, owner, LEASE)
+            assert (record.status, record.attempts, record.result) == ("completed", 1, result)
+            assert record.source == "http"
+        assert await ledger.claim_orphan(frozenset({"http", "nats"}), B, LEASE) is None
+        with pytest.raises(LeaseLost):
+            await ledger.renew(job.job_id, B, LEASE)
+
+    async def test_finish_by_previous_owner_after_takeover_is_lease_lost(
+            self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, SHORT_LEASE)
+        await take_over(ledger, job)
+        with pytest.raises(LeaseLost):
+            await ledger.finish(job.job_id, A, completed(job, attempts=1))
+        record = await ledger.get(job.job_id)
+        assert record is not None and not record.finished
+        ours = completed(job, attempts=2)
+        assert await ledger.finish(job.job_id, B, ours) == ours
+
+    async def test_finish_of_finished_job_returns_the_recorded_result(
+            self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        first = await ledger.finish(job.job_id, A, completed(job))
+        assert await ledger.finish(job.job_id, A, failed(job)) == first
+        assert await ledger.finish(job.job_id, B, failed(job)) == first
+        record = await ledger.get(job.job_id)
+        assert record is not None and record.result == first
+
+    async def test_release_makes_the_job_claimable_at_once(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        await ledger.release(job.job_id, B)  # not the owner: no effect
+        with pytest.raises(JobConflict):
+            await ledger.claim(job, "http", B, LEASE)
+        await ledger.release(job.job_id, A)
+        record = await ledger.get(job.job_id)
+        assert record is not None and not record.finished and record.attempts == 1
+        with pytest.raises(LeaseLost):
+            await ledger.renew(job.job_id, A, LEASE)
+        record = await ledger.claim(job, "http", B, LEASE)
+        assert (record.status, record.attempts) == ("running", 2)
+
+    async def test_claim_orphan_takes_only_expired_unfinished_jobs_of_the_sources(
+            self, ledger: JobLedger) -> None:
+        from_nats, from_http = make_job("from-nats"), make_job("from-http")
+        live, done = make_job("live"), make_job("done")
+        await ledger.claim(from_nats, "nats", A, SHORT_LEASE)
+        await ledger.claim(from_http, "http", A, SHORT_LEASE)
+        await ledger.claim(live, "http", A, LEASE)
+        await ledger.claim(done, "http", A, LEASE)
+        await ledger.finish(done.job_id, A, completed(done))
+
+        orphan = await eventually(lambda: ledger.claim_orphan(frozenset({"http"}), B, LEASE))
+        job, record = orphan
+        assert job == from_http
+        assert (job.agent_definition, job.input_payload) == (
+            from_http.agent_definition, from_http.input_payload)
+        assert (record.job_id, record.status, record.attempts, record.source) == (
+            "from-http", "running", 2, "http")
+        # from-http is B's now, live is A's, done is finished, from-nats is not asked for
+        assert await ledger.claim_orphan(frozenset({"http"}), B, LEASE) is None
+        # from-nats was claimed before from-http, so its lease has expired too
+        taken = await ledger.claim_orphan(frozenset({"nats"}), B, LEASE)
+        assert taken is not None and taken[0] == from_nats and taken[1].source == "nats"
+        assert await ledger.claim_orphan(frozenset({"http", "nats"}), B, LEASE) is None
+        with pytest.raises(LeaseLost):
+            await ledger.renew(from_http.job_id, A, LEASE)
+
+    async def test_released_job_is_an_orphan_at_once(self, ledger: JobLedger) -> None:
+        job = make_job()
+        first = await ledger.claim(job, "http", A, LEASE)
+        await ledger.release(job.job_id, A)
+        orphan = await ledger.claim_orphan(frozenset({"http"}), B, LEASE)
+        assert orphan is not None
+        assert orphan[0] == job
+        assert (orphan[1].attempts, orphan[1].started_at) == (2, first.started_at)
+
+    async def test_concurrent_orphan_claims_give_the_job_to_one(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        await ledger.release(job.job_id, A)
+        owners = [f"reaper-{i}" for i in range(10)]
+        taken = await asyncio.gather(
+            *(ledger.claim_orphan(frozenset({"http"}), o, LEASE) for o in owners))
+        winners = [o for o, t in zip(owners, taken, strict=True) if t is not None]
+        assert len(winners) == 1
+        await ledger.renew(job.job_id, winners[0], LEASE)
+        record = await ledger.get(job.job_id)
+        assert record is not None and record.attempts == 2
+
+    async def test_concurrent_claims_of_a_new_job_give_it_to_one(self, ledger: JobLedger) -> None:
+        job = make_job()
+        outcomes = await asyncio.gather(
+            *(ledger.claim(job, "http", f"w-{i}", LEASE) for i in range(10)),
+            return_exceptions=True)
+        assert _kinds(outcomes) == {"JobRecord": 1, "JobConflict": 9}
+        record = await ledger.get(job.job_id)
+        assert record is not None and record.attempts == 1
+
+    async def test_concurrent_takeovers_give_the_job_to_one(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        await ledger.release(job.job_id, A)
+        outcomes = await asyncio.gather(
+            *(ledger.claim(job, "http", f"w-{i}", LEASE) for i in range(10)),
+            *(ledger.claim_orphan(frozenset({"http"}), f"r-{i}", LEASE) for i in range(10)),
+            return_exceptions=True)
+        kinds = _kinds(outcomes)
+        assert kinds.get("JobRecord", 0) + kinds.get("tuple", 0) == 1
+        record = await ledger.get(job.job_id)
+        assert record is not None and record.attempts == 2
+
+
+def _kinds(outcomes: list[Any]) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for outcome in outcomes:
+        if outcome is None:
+            continue
+        if isinstance(outcome, BaseException) and not isinstance(outcome, JobConflict):
+            raise outcome
+        kinds[type(outcome).__name__] = kinds.get(type(outcome).__name__, 0) + 1
+    return kinds
