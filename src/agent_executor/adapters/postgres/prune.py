@@ -22,6 +22,7 @@ from agent_executor.domain.errors import DependencyUnavailable
 
 logger = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT_SECONDS = 10.0
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
 
@@ -119,10 +120,10 @@ async def _connect(db: Any) -> tuple[Any, Any]:
     if isinstance(db, PostgresSettings):
         conn = await asyncpg.connect(host=db.host, port=db.port, database=db.database,
                                      user=db.user, password=db.password or None,
-                                     statement_cache_size=0)
+                                     statement_cache_size=0, timeout=CONNECT_TIMEOUT_SECONDS)
         return conn, conn.close
     if isinstance(db, str):
-        conn = await asyncpg.connect(db, statement_cache_size=0)
+        conn = await asyncpg.connect(db, statement_cache_size=0, timeout=CONNECT_TIMEOUT_SECONDS)
         return conn, conn.close
     if isinstance(db, asyncpg.Pool):
         conn = await db.acquire()
