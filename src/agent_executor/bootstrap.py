@@ -57,7 +57,6 @@ from agent_executor.ports.publisher import ResultPublisher
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
-SHUTDOWN_GRACE_SECONDS = 25.0  # inside Kubernetes' default 30 s termination grace
 SQLITE_CHECKPOINTS = "checkpoints.sqlite"
 
 
@@ -132,7 +131,7 @@ def _consumer(settings: cfg.Settings, nats: Any, execute: ExecuteJob, names: Eve
         return None
     from agent_executor.adapters.nats.consumer import NatsJobConsumer
     return NatsJobConsumer(nats, execute, settings.nats, names, metrics,
-                           grace_seconds=SHUTDOWN_GRACE_SECONDS,
+                           grace_seconds=settings.shutdown_grace_seconds,
                            create_streams=settings.profile == "local")
 
 
@@ -183,7 +182,8 @@ class Container(containers.DeclarativeContainer):
     execute = providers.Singleton(
         ExecuteJob, ledger, runtime, events, publisher, metrics, owner=providers.Callable(_owner),
         max_concurrent=settings.provided.max_concurrent_jobs,
-        job_timeout_seconds=settings.provided.job_timeout_seconds)
+        job_timeout_seconds=settings.provided.job_timeout_seconds,
+        lease_seconds=settings.provided.job_lease_seconds)
     background = providers.Singleton(BackgroundJobs, execute, ledger)
     consumer = providers.Singleton(_consumer, settings, nats, execute, names, metrics)
     probes = providers.Singleton(_probes, settings, ledger, events, nats, consumer)
@@ -238,14 +238,14 @@ async def serve(settings: cfg.Settings) -> None:
             await consumer.start()
         logger.info("serving on %s:%d (profile %s)", settings.host, settings.port,
                     settings.profile)
-        http = asyncio.create_task(serve_http(app, settings.host, settings.port, stop,
-                                              SHUTDOWN_GRACE_SECONDS))
+        grace = settings.shutdown_grace_seconds
+        http = asyncio.create_task(serve_http(app, settings.host, settings.port, stop, grace))
         await asyncio.wait({http, asyncio.create_task(stop.wait())},
                            return_when=asyncio.FIRST_COMPLETED)
         stop.set()
-        logger.info("shutting down: draining in-flight jobs (up to %gs)", SHUTDOWN_GRACE_SECONDS)
+        logger.info("shutting down: draining in-flight jobs (up to %gs)", grace)
         reaper.cancel()
-        drains = [background.drain(SHUTDOWN_GRACE_SECONDS)]
+        drains = [background.drain(grace)]
         if consumer is not None:
             drains.append(consumer.stop())
         await asyncio.gather(*drains, return_exceptions=True)

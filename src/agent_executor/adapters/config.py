@@ -54,6 +54,8 @@ ENV_VARS: tuple[str, ...] = (
     "CLOUDEVENT_SOURCE",
     "CLOUDEVENT_TYPE_PREFIX",
     "LOG_LEVEL",
+    "JOB_LEASE_SECONDS",
+    "SHUTDOWN_GRACE_SECONDS",
 )
 SECRET_VARS = frozenset({"POSTGRES_PASSWORD", "DRAGONFLY_PASSWORD", "OPENAI_API_KEY",
                          "ANTHROPIC_API_KEY"})
@@ -117,6 +119,8 @@ class Settings:
     cloudevent_source: str
     cloudevent_type_prefix: str
     log_level: str
+    job_lease_seconds: float = 30.0
+    shutdown_grace_seconds: float = 25.0
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     anthropic_api_key: str | None = field(default=None, repr=False)
@@ -203,6 +207,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         cloudevent_type_prefix=r.text("CLOUDEVENT_TYPE_PREFIX", "dev.my-platform.agent")
         or "dev.my-platform.agent",
         log_level=(r.text("LOG_LEVEL", "INFO") or "INFO").upper(),
+        job_lease_seconds=r.parsed("JOB_LEASE_SECONDS", 30.0, _positive_float,
+                                   "must be a positive number of seconds"),
+        shutdown_grace_seconds=r.parsed("SHUTDOWN_GRACE_SECONDS", 25.0, _positive_float,
+                                        "must be a positive number of seconds"),
         openai_api_key=r.text("OPENAI_API_KEY"),
         openai_base_url=r.text("OPENAI_BASE_URL"),
         anthropic_api_key=r.text("ANTHROPIC_API_KEY"),
