@@ -1,0 +1,1 @@
+"""Dragonfly (any Redis-protocol server): live stream events and their replay buffer."""

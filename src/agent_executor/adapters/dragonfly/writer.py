@@ -1,0 +1,193 @@
+"""`DragonflyEventWriter`: one job's events, buffered and pipelined to Dragonfly.
+
+`emit` only serialises the event and appends it to a buffer; a flusher task
+per writer sends whatever has accumulated in one MULTI/EXEC round trip
+(RPUSH to the replay buffer, one PUBLISH per event, the `seq` counter, TTLs).
+Tokens that arrive faster than a round trip are therefore batched by
+themselves, and a slow or missing Dragonfly never blocks the job.
+
+`seq` is assigned when a batch is sent, from the counter stored next to the
+replay buffer, so what reaches Dragonfly is numbered 1, 2, ... without gaps
+across resumes and replicas (the ledger lease keeps one writer per job). A
+batch that cannot be sent is dropped and counted; the counter is read again
+before the next one, because a failed EXEC may or may not have been applied
+(and a restarted Dragonfly may have lost it: seq then goes on from what this
+writer last sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from agent_executor.adapters.metrics import PrometheusMetrics
+from agent_executor.domain.events import utc_timestamp
+
+logger = logging.getLogger(__name__)
+
+# What a flush can raise when Dragonfly is down, slow or restarting.
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class StreamKeys:
+    """Where one job's events live: the channel, the replay list and the `seq` counter."""
+
+    channel: str
+    replay: str
+    seq: str
+
+    @classmethod
+    def for_job(cls, prefix: str, job_id: str) -> StreamKeys:
+        channel = f"{prefix}{job_id}"
+        return cls(channel=channel, replay=f"{channel}:events", seq=f"{channel}:seq")
+
+
+@dataclass(frozen=True)
+class WriterLimits:
+    replay_ttl_seconds: int
+    max_batch: int = 500
+    max_buffered: int = 50_000
+    send_timeout_seconds: float = 5.0
+    close_timeout_seconds: float = 10.0
+
+
+class DragonflyEventWriter:
+    """Implements `EventWriter` for one job; see the module docstring."""
+
+    def __init__(self, client: Redis, keys: StreamKeys, job_id: str, trace_id: str,
+                 metrics: PrometheusMetrics, limits: WriterLimits) -> None:
+        self._client = client
+        self._keys = keys
+        self._limits = limits
+        self._metrics = metrics
+        self._log = {"job_id": job_id, "trace_id": trace_id}
+        # Every event of the job shares these fields; only type, seq, ts and data differ.
+        self._ids = f',"job_id":{json.dumps(job_id)},"trace_id":{json.dumps(trace_id)},"seq":'
+        self._pending: list[tuple[str, str, str]] = []  # (event_type, ts, data as JSON)
+        self._wake = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._flusher: asyncio.Task[None] | None = None
+        self._next_seq: int | None = None  # unknown until read from Dragonfly
+        self._sent_through = 0  # the last seq this writer knows reached Dragonfly
+        self._sending = 0
+        self._closed = False
+        self._loss_logged = False
+        self.published = 0
+        self.lost = 0
+        self.batches = 0
+
+    async def emit(self, event_type: str, data: Mapping[str, Any]) -> None:
+        if self._closed:
+            logger.debug("event %s after the writer was closed; dropped", event_type,
+                         extra=self._log)
+            return
+        while len(self._pending) >= self._limits.max_buffered:
+            self._space.clear()  # backpressure only when a whole buffer is waiting
+            self._wake.set()
+            await self._space.wait()
+        self._pending.append((event_type, utc_timestamp(), _data_json(data)))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_forever(),
+                                                name=f"stream-flusher:{self._keys.channel}")
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        """Send what is buffered (bounded by `close_timeout_seconds`), then stop."""
+        if self._closed:
+            return
+        self._closed = True
+        flusher = self._flusher
+        if flusher is None:
+            return
+        self._wake.set()
+        try:
+            async with asyncio.timeout(self._limits.close_timeout_seconds):
+                await asyncio.shield(flusher)
+        except TimeoutError:
+            flusher.cancel()
+            with contextlib.suppress(BaseException):
+                await flusher
+            self._lose(len(self._pending) + self._sending,
+                       TimeoutError("stream events not flushed before the writer closed"))
+            self._pending.clear()
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[:self._limits.max_batch]
+                del self._pending[:self._limits.max_batch]
+                self._space.set()
+                self._sending = len(batch)
+                try:
+                    await self._send(batch)
+                except Exception as exc:  # a bug here must not break the job
+                    logger.exception("stream flusher failed", extra=self._log)
+                    self._lose(len(batch), exc)
+                self._sending = 0
+            if self._closed:
+                return
+
+    async def _send(self, batch: list[tuple[str, str, str]]) -> None:
+        try:
+            async with asyncio.timeout(self._limits.send_timeout_seconds):
+                if self._next_seq is None:
+                    stored = await self._client.get(self._keys.seq)
+                    # max(): a restarted, empty Dragonfly must not make seq go back.
+                    self._next_seq = max(int(stored or 0), self._sent_through) + 1
+                first = self._next_seq
+                payloads = [self._payload(first + i, event) for i, event in enumerate(batch)]
+                last = first + len(batch) - 1
+                ttl = self._limits.replay_ttl_seconds
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.rpush(self._keys.replay, *payloads)
+                    for payload in payloads:
+                        pipe.publish(self._keys.channel, payload)
+                    pipe.set(self._keys.seq, last, ex=ttl)
+                    pipe.expire(self._keys.replay, ttl)
+                    await pipe.execute()
+        except DRIVER_ERRORS as exc:
+            self._next_seq = None
+            self._lose(len(batch), exc)
+            return
+        self._next_seq = last + 1
+        self._sent_through = last
+        self.published += len(batch)
+        self.batches += 1
+        for event_type, count in Counter(event[0] for event in batch).items():
+            self._metrics.stream_events_published_total.labels(event_type=event_type).inc(count)
+
+    def _payload(self, seq: int, event: tuple[str, str, str]) -> str:
+        event_type, ts, data = event
+        return (f'{{"event_type":{json.dumps(event_type)}{self._ids}{seq},'
+                f'"ts":{json.dumps(ts)},"data":{data}}}')
+
+    def _lose(self, count: int, exc: BaseException) -> None:
+        if count <= 0:
+            return
+        self.lost += count
+        self._metrics.stream_publish_errors_total.inc(count)
+        if not self._loss_logged:
+            self._loss_logged = True
+            logger.warning("Dragonfly unavailable (%s: %s): live stream events of this job are "
+                           "dropped and counted in stream_publish_errors_total; the job goes on",
+                           type(exc).__name__, exc, extra=self._log)
+
+
+def _data_json(data: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(dict(data), default=str, separators=(",", ":"), ensure_ascii=False)
+    except ValueError as exc:  # circular reference: keep the event, say why data is missing
+        return json.dumps({"unserialisable": str(exc)})

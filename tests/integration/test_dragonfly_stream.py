@@ -1,0 +1,271 @@
+"""DragonflyEventStream against a real Redis-protocol server (Dragonfly on 16380)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from agent_executor.adapters.config import DragonflySettings
+from agent_executor.adapters.dragonfly.event_stream import DragonflyEventStream
+from agent_executor.adapters.dragonfly.probe import DragonflyReadinessProbe
+from agent_executor.adapters.metrics import PrometheusMetrics
+from agent_executor.domain.events import END, LLM_STREAM, StreamEvent
+
+pytestmark = pytest.mark.integration
+
+
+def _metric(metrics: PrometheusMetrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(f"agent_executor_{name}", labels or None)
+    return value or 0.0
+
+
+@pytest.fixture
+def metrics() -> PrometheusMetrics:
+    return PrometheusMetrics()
+
+
+@pytest.fixture
+async def stream(dragonfly_port: int, key_prefix: str,
+                 metrics: PrometheusMetrics) -> AsyncIterator[DragonflyEventStream]:
+    client = Redis(host="127.0.0.1", port=dragonfly_port)
+    events = DragonflyEventStream(client, metrics, prefix=f"{key_prefix}langgraph:stream:",
+                                  replay_ttl_seconds=600, poll_seconds=0.2)
+    try:
+        yield events
+    finally:
+        cleanup = Redis(host="127.0.0.1", port=dragonfly_port)
+        keys = [k async for k in cleanup.scan_iter(match=f"{key_prefix}*")]
+        if keys:
+            await cleanup.delete(*keys)
+        await cleanup.aclose()
+        await events.aclose()
+
+
+async def _collect(events: AsyncIterator[StreamEvent], timeout: float = 10) -> list[StreamEvent]:
+    async def run() -> list[StreamEvent]:
+        return [event async for event in events]
+    return await asyncio.wait_for(run(), timeout)
+
+
+def _token(i: int) -> dict[str, str]:
+    return {"agent": "Orchestrator", "content": f"t{i} "}
+
+
+async def test_events_are_published_in_order_with_gapless_seq_and_contract_shape(
+        stream: DragonflyEventStream, dragonfly_port: int, metrics: PrometheusMetrics) -> None:
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+    listener = Redis(host="127.0.0.1", port=dragonfly_port)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(stream.keys(job_id).channel)
+    writer = await stream.writer(job_id, "trace-1")
+    for i in range(5):
+        await writer.emit(LLM_STREAM, _token(i))
+    await writer.emit(END, {"status": "completed", "result": {"output": "done"}})
+    await writer.aclose()
+
+    received: list[dict[str, object]] = []
+    async with asyncio.timeout(5):
+        while len(received) < 6:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if message is not None:
+                received.append(json.loads(message["data"]))
+    await pubsub.aclose()
+    await listener.aclose()
+
+    assert [m["seq"] for m in received] == [1, 2, 3, 4, 5, 6]
+    assert list(received[0]) == ["event_type", "job_id", "trace_id", "seq", "ts", "data"]
+    assert received[0]["data"] == {"agent": "Orchestrator", "content": "t0 "}
+    assert str(received[0]["ts"]).endswith("Z")
+    assert received[-1]["event_type"] == END
+    replayed = await _collect(stream.follow(job_id, live=False))
+    assert [e.to_data() for e in replayed] == received
+    assert _metric(metrics, "stream_events_published_total", event_type=LLM_STREAM) == 5
+    assert _metric(metrics, "stream_events_published_total", event_type=END) == 1
+
+
+async def test_seq_continues_across_writers_of_one_job(stream: DragonflyEventStream) -> None:
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+    first = await stream.writer(job_id, "trace")
+    for i in range(3):
+        await first.emit(LLM_STREAM, _token(i))
+    await first.aclose()  # the attempt was interrupted; a resume writes on
+    second = await stream.writer(job_id, "trace")
+    await second.emit(LLM_STREAM, _token(3))
+    await second.emit(END, {"status": "completed"})
+    await second.aclose()
+
+    events = await _collect(stream.follow(job_id, live=False))
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    assert [e.data.get("content") for e in events[:4]] == ["t0 ", "t1 ", "t2 ", "t3 "]
+    assert [e.seq for e in await _collect(stream.follow(job_id, 3, live=False))] == [4, 5]
+
+
+async def test_followers_joining_mid_stream_see_every_event_once_and_end(
+        stream: DragonflyEventStream) -> None:
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+    writer = await stream.writer(job_id, "trace")
+    followers: list[asyncio.Task[list[StreamEvent]]] = []
+    total = 300
+    for i in range(total):
+        await writer.emit(LLM_STREAM, _token(i))
+        if i % 37 == 0:  # join while batches are in flight
+            followers.append(asyncio.create_task(_collect(stream.follow(job_id))))
+        if i % 5 == 0:
+            await asyncio.sleep(0.001)
+    await writer.emit(END, {"status": "completed"})
+    await writer.aclose()
+    late = await _collect(stream.follow(job_id))  # job over: replay only, ends at `end`
+
+    for seen in [*(await asyncio.gather(*followers)), late]:
+        assert [e.seq for e in seen] == list(range(1, total + 2))
+        assert seen[-1].event_type == END
+
+
+async def test_live_follow_resumes_after_a_seq_and_waits_for_end(
+        stream: DragonflyEventStream) -> None:
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+    writer = await stream.writer(job_id, "trace")
+    await writer.emit(LLM_STREAM, _token(0))
+    await writer.emit(LLM_STREAM, _token(1))
+    follower = asyncio.create_task(_collect(stream.follow(job_id, after_seq=1)))
+    await asyncio.sleep(0.3)
+    assert not follower.done()  # no `end` yet: still live
+    await writer.emit(END, {"status": "failed", "error": {"type": "ModelError"}})
+    await writer.aclose()
+    assert [e.seq for e in await follower] == [2, 3]
+
+
+async def test_emitting_ten_thousand_tokens_does_not_wait_for_the_network(
+        stream: DragonflyEventStream, metrics: PrometheusMetrics) -> None:
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+    writer = await stream.writer(job_id, "trace")
+    started = time.perf_counter()
+    for i in range(10_000):
+        await writer.emit(LLM_STREAM, _token(i))
+    emitted = time.perf_counter() - started
+    await writer.emit(END, {"status": "completed"})
+    await writer.aclose()
+    flushed = time.perf_counter() - started
+
+    print(f"\nemit: 10000 tokens in {emitted * 1000:.1f} ms "
+          f"({10_000 / emitted:,.0f}/s); flushed to Dragonfly in {flushed * 1000:.1f} ms "
+          f"({writer.batches} pipelined batches)")
+    assert emitted < 1.0
+    assert writer.published == 10_001 and writer.lost == 0
+    assert writer.batches <= 10_001 / 500 + 1
+    assert _metric(metrics, "stream_events_published_total", event_type=LLM_STREAM) == 10_000
+    events = await _collect(stream.follow(job_id, live=False))
+    assert [e.seq for e in events] == list(range(1, 10_002))
+
+
+async def test_probe_pings(stream: DragonflyEventStream) -> None:
+    result = await DragonflyReadinessProbe(stream).check()
+    assert (result.ok, result.embedded) == (True, False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class ThrowawayRedis:
+    """A redis-server of this test's own, on a free port, that the test can stop and start."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = _free_port()
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL)
+        client = Redis(host="127.0.0.1", port=self.port)
+        try:
+            async with asyncio.timeout(10):
+                while True:
+                    try:
+                        await client.ping()
+                        return
+                    except (RedisError, OSError):
+                        await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@pytest.fixture
+async def throwaway_redis() -> AsyncIterator[ThrowawayRedis]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    server = ThrowawayRedis(binary)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.kill()
+
+
+async def test_dragonfly_down_drops_and_counts_events_logs_once_and_recovers(
+        throwaway_redis: ThrowawayRedis, metrics: PrometheusMetrics,
+        caplog: pytest.LogCaptureFixture) -> None:
+    server = throwaway_redis
+    events = DragonflyEventStream.from_settings(_settings(server.port), metrics)
+    probe = DragonflyReadinessProbe(events)
+    try:
+        writer = await events.writer("job-down", "trace")
+        await writer.emit(LLM_STREAM, _token(0))
+        async with asyncio.timeout(5):
+            while writer.published < 1:
+                await asyncio.sleep(0.01)
+        assert (await probe.check()).ok
+
+        await server.kill()
+        caplog.set_level(logging.WARNING, logger="agent_executor.adapters.dragonfly.writer")
+        for i in range(1, 200):
+            await writer.emit(LLM_STREAM, _token(i))
+            if i % 50 == 0:
+                await asyncio.sleep(0.01)
+        async with asyncio.timeout(10):
+            while writer.lost < 199:
+                await asyncio.sleep(0.01)
+        assert _metric(metrics, "stream_publish_errors_total") == 199
+        down = await probe.check()
+        assert not down.ok and down.detail
+        assert await _collect(events.follow("job-down")) == []  # ends, does not hang
+
+        await server.start()  # an empty server: the counter is gone, seq must not go back
+        await writer.emit(LLM_STREAM, _token(200))
+        await writer.emit(END, {"status": "completed"})
+        await writer.aclose()  # never raises
+
+        assert (writer.published, writer.lost) == (3, 199)
+        warnings = [r for r in caplog.records if r.name.endswith("dragonfly.writer")]
+        assert len(warnings) == 1 and "Dragonfly unavailable" in warnings[0].getMessage()
+        assert getattr(warnings[0], "job_id", None) == "job-down"
+        assert [e.seq for e in await _collect(events.follow("job-down"))] == [2, 3]
+        assert (await probe.check()).ok
+    finally:
+        await events.aclose()
+
+
+def _settings(port: int) -> DragonflySettings:
+    return DragonflySettings(host="127.0.0.1", port=port, password=None, db=0)
