@@ -1,0 +1,102 @@
+"""A validated definition to a compiled deep agent, each distinct definition once.
+
+The orchestrator is the main agent; each Specialist a sub-agent that `task`
+reaches by its `config.name`; every node runs on its own model. Every agent has
+the todo list and the virtual filesystem, the orchestrator also `task`.
+Compiled graphs are cached by the definition's content hash (bounded LRU).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from deepagents import SubAgent, create_deep_agent
+from langchain.agents.middleware import AgentMiddleware, TodoListMiddleware
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+
+from agent_executor.adapters.langgraph.definition import AgentDefinition, AgentSpec
+from agent_executor.adapters.langgraph.models import ChatModelFactory
+from agent_executor.adapters.langgraph.tools import ToolFailureMiddleware, ToolRegistry
+
+DEFAULT_CACHE_SIZE = 128
+
+Graph = CompiledStateGraph[Any, Any, Any, Any]
+
+
+@dataclass(frozen=True)
+class CompiledAgent:
+    graph: Graph
+    definition: AgentDefinition
+
+    @property
+    def orchestrator(self) -> str:
+        return self.definition.orchestrator.name
+
+
+class AgentCompiler:
+    def __init__(self, checkpointer: BaseCheckpointSaver[Any], models: ChatModelFactory,
+                 registry: ToolRegistry, max_cached: int = DEFAULT_CACHE_SIZE) -> None:
+        self._checkpointer = checkpointer
+        self._models = models
+        self._registry = registry
+        self._max_cached = max_cached
+        self._cache: OrderedDict[str, CompiledAgent] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    async def acompile(self, definition: AgentDefinition) -> CompiledAgent:
+        """Cached, or built in a worker thread (tens of ms) so the event loop keeps going."""
+        cached = self._cached(definition.digest)
+        if cached is not None:
+            return cached
+        return self._store(await asyncio.to_thread(self._build, definition))
+
+    def compile(self, definition: AgentDefinition) -> CompiledAgent:
+        cached = self._cached(definition.digest)
+        if cached is not None:
+            return cached
+        return self._store(self._build(definition))
+
+    def _cached(self, digest: str) -> CompiledAgent | None:
+        agent = self._cache.get(digest)
+        if agent is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._cache.move_to_end(digest)
+        return agent
+
+    def _store(self, agent: CompiledAgent) -> CompiledAgent:
+        self._cache[agent.definition.digest] = agent
+        self._cache.move_to_end(agent.definition.digest)
+        while len(self._cache) > self._max_cached:
+            self._cache.popitem(last=False)
+        return agent
+
+    def _build(self, definition: AgentDefinition) -> CompiledAgent:
+        main = definition.orchestrator
+        graph = create_deep_agent(
+            model=self._models.create(main.model, main.name),
+            tools=self._registry.resolve(main.tools),
+            system_prompt=main.system_prompt,
+            middleware=self._middleware(main),
+            subagents=[self._subagent(s) for s in definition.specialists],
+            checkpointer=self._checkpointer,
+            name=main.name,
+        )
+        return CompiledAgent(graph=graph, definition=definition)
+
+    def _subagent(self, spec: AgentSpec) -> SubAgent:
+        return SubAgent(name=spec.name, description=spec.description,
+                        system_prompt=spec.system_prompt,
+                        model=self._models.create(spec.model, spec.name),
+                        tools=self._registry.resolve(spec.tools),
+                        middleware=self._middleware(spec))
+
+    def _middleware(self, spec: AgentSpec) -> list[AgentMiddleware[Any, Any, Any]]:
+        # deepagents no longer adds the todo list itself; the contract promises it.
+        return [TodoListMiddleware(), ToolFailureMiddleware(spec.tools)]

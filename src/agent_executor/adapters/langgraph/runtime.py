@@ -1,0 +1,130 @@
+"""`AgentRuntime` on LangGraph deep agents, durable on a LangGraph checkpointer.
+
+The job's `job_id` is the thread. Before running, the thread's checkpoint
+decides: none, start with the input; pending work, resume with no input (the
+input is never appended twice); finished, return its final state unrun.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.errors import GraphRecursionError
+from langgraph.types import StateSnapshot
+
+from agent_executor.adapters.langgraph.compiler import (
+    DEFAULT_CACHE_SIZE,
+    AgentCompiler,
+    CompiledAgent,
+)
+from agent_executor.adapters.langgraph.definition import parse_definition
+from agent_executor.adapters.langgraph.models import ChatModelFactory, ProviderSettings
+from agent_executor.adapters.langgraph.state import agent_output, input_files
+from agent_executor.adapters.langgraph.stream import STREAM_MODES, StreamTranslator
+from agent_executor.adapters.langgraph.tools import ToolRegistry
+from agent_executor.domain.errors import (
+    AgentError,
+    DependencyUnavailable,
+    JobFailure,
+    ModelError,
+)
+from agent_executor.domain.job import Job
+from agent_executor.domain.result import AgentOutput
+from agent_executor.ports.runtime import EventSink
+
+logger = logging.getLogger(__name__)
+
+_PROVIDER_MODULES = ("openai", "anthropic", "ollama", "httpx", "httpcore", "langchain_openai",
+                     "langchain_anthropic", "langchain_ollama")
+_TRANSIENT = ("RateLimit", "Timeout", "Connect", "Connection", "InternalServer", "Overloaded",
+              "ServiceUnavailable")
+
+
+class LangGraphAgentRuntime:
+    """Compiles each job's `agent_definition` (cached) and runs it on `checkpointer`.
+
+    `settings` supplies the provider keys (`adapters.config.Settings` does);
+    `registry` the tools `config.tools` may name (default: built-ins plus the
+    `agent_executor.tools` entry points).
+    """
+
+    def __init__(self, checkpointer: BaseCheckpointSaver[Any], settings: ProviderSettings, *,
+                 registry: ToolRegistry | None = None,
+                 cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+        self.registry = registry if registry is not None else ToolRegistry.load()
+        self.compiler = AgentCompiler(checkpointer, ChatModelFactory(settings), self.registry,
+                                      max_cached=cache_size)
+
+    async def run(self, job: Job, emit: EventSink) -> AgentOutput:
+        definition = parse_definition(job.agent_definition, self.registry.names())
+        agent = await self.compiler.acompile(definition)
+        config: RunnableConfig = {
+            "configurable": {"thread_id": job.job_id},
+            "metadata": {"job_id": job.job_id, "trace_id": job.trace_id},
+        }
+        try:
+            snapshot = await agent.graph.aget_state(config)
+            if snapshot.created_at is not None and not snapshot.next:
+                logger.info("thread already finished; returning its final state",
+                            extra={"job_id": job.job_id, "trace_id": job.trace_id})
+                return agent_output(snapshot.values)
+            await self._stream(agent, job, snapshot, config, emit)
+            snapshot = await agent.graph.aget_state(config)
+        except (JobFailure, DependencyUnavailable, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise _translate(exc, job) from exc
+        if snapshot.next:
+            raise AgentError(f"the agent stopped with work pending ({', '.join(snapshot.next)}); "
+                             "interrupts are not supported")
+        return agent_output(snapshot.values)
+
+    async def _stream(self, agent: CompiledAgent, job: Job, snapshot: StateSnapshot,
+                      config: RunnableConfig, emit: EventSink) -> None:
+        translator = StreamTranslator(agent.orchestrator, emit)
+        graph_input: dict[str, Any] | None
+        if snapshot.created_at is None:
+            graph_input = _initial_state(job)
+        else:
+            logger.info("resuming thread from its last checkpoint (next: %s)",
+                        ", ".join(snapshot.next),
+                        extra={"job_id": job.job_id, "trace_id": job.trace_id})
+            translator.remember(snapshot.values.get("messages"))
+            graph_input = None
+        # durability="sync": a step's checkpoint is written before the next step
+        # starts, so a crash never re-runs a step that had completed.
+        async for part in agent.graph.astream(graph_input, config, stream_mode=STREAM_MODES,
+                                              subgraphs=True, version="v2", durability="sync"):
+            await translator.handle(part)
+
+
+def _initial_state(job: Job) -> dict[str, Any]:
+    state = {key: value for key, value in job.input_payload.items() if key != "messages"}
+    if "files" in state:
+        state["files"] = input_files(state["files"])
+    state["messages"] = [dict(m) for m in job.messages]
+    return state
+
+
+def _translate(exc: Exception, job: Job) -> Exception:
+    """The one place driver errors become domain errors."""
+    module = type(exc).__module__.split(".")[0]
+    name = type(exc).__name__
+    if module == "psycopg" or module == "psycopg_pool" or isinstance(exc, sqlite3.Error):
+        return DependencyUnavailable(f"checkpoint store failed: {name}: {exc}")
+    if module in _PROVIDER_MODULES:
+        error = ModelError(f"model provider failed: {name}: {exc}")
+        error.retryable = any(word in name for word in _TRANSIENT)
+        return error
+    if isinstance(exc, OSError):
+        return DependencyUnavailable(f"checkpoint store failed: {name}: {exc}")
+    if isinstance(exc, GraphRecursionError):
+        return AgentError(f"the agent did not finish within its step limit: {exc}")
+    logger.error("agent raised unexpectedly", exc_info=exc,
+                 extra={"job_id": job.job_id, "trace_id": job.trace_id})
+    return AgentError(f"{name}: {exc}")
