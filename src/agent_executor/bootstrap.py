@@ -285,6 +285,7 @@ async def run_job(settings: cfg.Settings, path: str, *, as_json: bool) -> int:
                 print(f"job {job.job_id} already {record.status}; its recorded result:",
                       file=sys.stderr)
                 result = record.result
+                printer.summary({"status": result.status, **result.to_data()})
             else:
                 follower = asyncio.create_task(_print_stream(events, job.job_id, printer))
                 result = await execute.run_claimed(job, record)

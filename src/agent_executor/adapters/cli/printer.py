@@ -44,6 +44,14 @@ class StreamPrinter:
         elif event.event_type == ev.END:
             self._end(data)
 
+    def summary(self, end_data: Any) -> None:
+        """Prints a finished job's outcome (the `end` event's data) on its own."""
+        if self.as_json:
+            self.out.write(json.dumps(end_data, separators=(",", ":")) + "\n")
+        else:
+            self._end(end_data)
+        self.out.flush()
+
     def _end(self, data: Any) -> None:
         if data.get("status") == "completed":
             result = data.get("result") or {}
