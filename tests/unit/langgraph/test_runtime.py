@@ -146,3 +146,33 @@ async def test_parallel_task_calls_each_get_their_pair(runtime: LangGraphAgentRu
     assert {e["call_id"] for e in task_ends} == {
         e["call_id"] for e in log.of("on_tool_start") if e["tool"] == "task"}
     assert {e["agent"] for e in log.of("on_llm_stream")} == {"orchestrator", "a", "b"}
+
+
+async def test_specialists_have_the_todo_list_and_the_whole_filesystem(
+        runtime: LangGraphAgentRuntime, log: EventLog) -> None:
+    file_tools = [
+        {"name": "write_todos", "args": {"todos": [{"content": "check", "status": "pending"}]}},
+        {"name": "ls", "args": {"path": "/"}},
+        {"name": "read_file", "args": {"file_path": "/x.md"}},
+        {"name": "edit_file", "args": {"file_path": "/x.md", "old_string": "draft",
+                                       "new_string": "final"}},
+        {"name": "glob", "args": {"pattern": "*.md"}},
+        {"name": "grep", "args": {"pattern": "draft"}},
+    ]
+    d = definition(
+        node("orchestrator", model=scripted(
+            {"content": "delegating", "tool_calls": [
+                {"name": "task", "args": {"subagent_type": "editor", "description": "edit"}}]},
+            {"content": "done"})),
+        node("editor", "Specialist", model=scripted(
+            {"content": "drafting", "tool_calls": [
+                {"name": "write_file", "args": {"file_path": "/x.md", "content": "draft"}}]},
+            {"content": "using everything", "tool_calls": file_tools},
+            {"content": "edited"})))
+
+    output = await runtime.run(job_with(d, fresh_id("builtins")), log)
+
+    ends = {e["tool"]: e for e in log.of("on_tool_end") if e["agent"] == "editor"}
+    assert set(ends) == {"write_file", *(t["name"] for t in file_tools)}
+    assert all(e["status"] == "success" for e in ends.values()), ends
+    assert output.files == {"/x.md": "final"}

@@ -58,7 +58,7 @@ class ToolRegistry:
         broken: dict[str, str] = {}
         for ep in entry_points(group=entry_point_group):
             try:
-                tools[ep.name] = _tool_from(ep)
+                tools[ep.name] = tool_from_entry_point(ep)
             except Exception as exc:  # a broken plug-in must not stop the service
                 broken[ep.name] = f"{type(exc).__name__}: {exc}"
                 logger.warning("tool entry point %s (%s) failed to load: %s", ep.name, ep.value,
@@ -72,7 +72,8 @@ class ToolRegistry:
         return [self._tools[name] for name in names]
 
 
-def _tool_from(ep: EntryPoint) -> BaseTool:
+def tool_from_entry_point(ep: EntryPoint) -> BaseTool:
+    """The entry point's BaseTool (renamed to the entry-point name), or its function as a tool."""
     loaded = ep.load()
     if isinstance(loaded, BaseTool):
         return loaded if loaded.name == ep.name else loaded.model_copy(update={"name": ep.name})

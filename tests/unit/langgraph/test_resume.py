@@ -1,0 +1,169 @@
+"""A run killed mid-way resumes from its checkpoint: the input once, completed steps not re-run.
+
+The "crash" cancels the run in the middle of a step (while a scripted model
+sleeps its `delay_ms`, a third of the way in), then a new runtime on a new
+connection to the same SQLite checkpoint file (a restarted process) runs the
+job again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import sys
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from agent_executor.adapters.langgraph import LangGraphAgentRuntime, ToolRegistry
+from agent_executor.adapters.langgraph.scripted import ScriptedChatModel
+from agent_executor.domain.job import Job, parse_job
+from tests.unit.langgraph.conftest import EventLog, Keys, example
+
+# Answers each agent gives in a complete run of the team example.
+TURNS = {"Orchestrator": 4, "requirements-analyst": 2, "architect": 2}
+
+Trigger = Callable[[str, Mapping[str, Any]], bool]
+
+
+def tool_started(agent: str, tool: str) -> Trigger:
+    return lambda kind, data: (kind == "on_tool_start" and data["agent"] == agent
+                               and data["tool"] == tool)
+
+
+def team_job(delay_ms: int) -> Job:
+    data = example("spec-builder", f"resume-{uuid.uuid4().hex[:8]}")
+    data = copy.deepcopy(data)
+    for n in data["agent_definition"]["nodes"]:
+        n["config"]["model"]["delay_ms"] = delay_ms
+    return parse_job(data)
+
+
+DELAY_MS = 120
+
+
+async def crash_after(trigger: Trigger, job: Job, path: Path) -> EventLog:
+    """Run until `trigger` matches an event, then kill the run inside the next step."""
+    reached = asyncio.Event()
+    log = EventLog()
+
+    async def sink(kind: str, data: Mapping[str, Any]) -> None:
+        await log(kind, data)
+        if trigger(kind, data):
+            reached.set()
+
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        runtime = LangGraphAgentRuntime(saver, Keys(), registry=ToolRegistry())
+        run = asyncio.create_task(runtime.run(job, sink))
+        waiter = asyncio.create_task(reached.wait())
+        done, _ = await asyncio.wait({run, waiter}, timeout=30,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        assert waiter in done and run not in done, "the run ended before the crash point"
+        await asyncio.sleep(DELAY_MS / 3 / 1000)  # the next model call is under way
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+    return log
+
+
+@pytest.mark.parametrize("crash_point", [
+    tool_started("Orchestrator", "write_todos"),
+    tool_started("requirements-analyst", "write_file"),
+    tool_started("Orchestrator", "task"),
+    tool_started("architect", "write_file"),
+], ids=["orchestrator-turn-1", "inside-first-specialist", "after-first-task", "inside-second"])
+async def test_a_crashed_run_resumes_without_repeating_input_or_completed_steps(
+        tmp_path: Path, crash_point: Trigger) -> None:
+    path = tmp_path / "checkpoints.sqlite"
+    job = team_job(delay_ms=DELAY_MS)
+    before = await crash_after(crash_point, job, path)
+    calls_before = {agent: ScriptedChatModel.calls.count(job.job_id, agent) for agent in TURNS}
+    assert 0 < sum(calls_before.values()) < sum(TURNS.values())
+
+    after = EventLog()
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        runtime = LangGraphAgentRuntime(saver, Keys(), registry=ToolRegistry())
+        output = await runtime.run(job, after)
+
+    assert set(output.files) == {"/spec/requirements.md", "/spec/architecture.md"}
+    user_messages = [m for m in output.messages if m["role"] == "user"]
+    assert user_messages == [{"role": "user", "content": "Write the spec of a URL shortener"}]
+    # Every answer was given exactly once across both runs: nothing that had
+    # completed ran again.
+    assert {agent: ScriptedChatModel.calls.count(job.job_id, agent) for agent in TURNS} == TURNS
+    # Tool calls started before the crash end after the resume, under the same call_id.
+    started = {e["call_id"] for e in before.of("on_tool_start") + after.of("on_tool_start")}
+    ended = {e["call_id"] for e in before.of("on_tool_end") + after.of("on_tool_end")}
+    assert started == ended
+    # Tokens already streamed are not streamed again.
+    text_before = "".join(e["content"] for e in before.of("on_llm_stream"))
+    text_after = "".join(e["content"] for e in after.of("on_llm_stream"))
+    assert "I will plan the spec" in text_before
+    assert "I will plan the spec" not in text_after
+
+
+async def test_a_resume_before_any_checkpoint_starts_afresh(tmp_path: Path) -> None:
+    job = team_job(delay_ms=0)
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "c.sqlite")) as saver:
+        runtime = LangGraphAgentRuntime(saver, Keys(), registry=ToolRegistry())
+        output = await runtime.run(job, EventLog())
+        assert {a: ScriptedChatModel.calls.count(job.job_id, a) for a in TURNS} == TURNS
+        assert await runtime.run(job, EventLog()) == output
+    assert {a: ScriptedChatModel.calls.count(job.job_id, a) for a in TURNS} == TURNS
+
+
+CHILD = """
+import asyncio, json, sys
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from agent_executor.adapters.langgraph import LangGraphAgentRuntime, ToolRegistry
+from agent_executor.domain.job import parse_job
+from tests.unit.langgraph.conftest import Keys
+
+async def main() -> None:
+    job = parse_job(json.loads(sys.argv[2]))
+    async def emit(kind, data):
+        print(json.dumps([kind, data]), flush=True)
+    async with AsyncSqliteSaver.from_conn_string(sys.argv[1]) as saver:
+        await LangGraphAgentRuntime(saver, Keys(), registry=ToolRegistry()).run(job, emit)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_process_resumes_in_another(tmp_path: Path) -> None:
+    """SIGKILL: no cleanup of any kind runs in the dying process."""
+    path = tmp_path / "checkpoints.sqlite"
+    job = team_job(delay_ms=DELAY_MS)
+    trigger = tool_started("requirements-analyst", "write_file")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, str(path), json.dumps(job.to_data()),
+        stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[3])
+    assert child.stdout is not None
+    seen: list[tuple[str, dict[str, Any]]] = []
+    while not (seen and trigger(*seen[-1])):
+        line = await asyncio.wait_for(child.stdout.readline(), timeout=60)
+        assert line, "the child ended before the crash point"
+        kind, data = json.loads(line)
+        seen.append((kind, data))
+    await asyncio.sleep(DELAY_MS / 3 / 1000)
+    child.kill()
+    await child.wait()
+
+    after = EventLog()
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        runtime = LangGraphAgentRuntime(saver, Keys(), registry=ToolRegistry())
+        output = await runtime.run(job, after)
+
+    assert set(output.files) == {"/spec/requirements.md", "/spec/architecture.md"}
+    assert [m for m in output.messages if m["role"] == "user"] == [
+        {"role": "user", "content": "Write the spec of a URL shortener"}]
+    # This process answered only the turns the killed one had not finished.
+    assert {a: ScriptedChatModel.calls.count(job.job_id, a) for a in TURNS} == {
+        "Orchestrator": 2, "requirements-analyst": 1, "architect": 2}
+    assert "Writing the requirements" not in "".join(
+        e["content"] for e in after.of("on_llm_stream"))
