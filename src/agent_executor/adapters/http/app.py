@@ -38,6 +38,7 @@ from agent_executor.ports.ledger import JobLedger
 logger = logging.getLogger(__name__)
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
+DISCARD_LIMIT_FACTOR = 16
 
 # The one error-to-status table.
 ERROR_STATUS: dict[type[AgentExecutorError], int] = {
@@ -124,17 +125,24 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge
+    """The body, or `PayloadTooLarge` past `limit`. An oversized body is still read
+    (and dropped) up to a bound, so the client, still sending, gets the 413."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
+            await _discard(request, size, DISCARD_LIMIT_FACTOR * limit)
             raise PayloadTooLarge
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _discard(request: Request, size: int, bound: int) -> None:
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > bound:
+            return
 
 
 def _result_response(result: JobResult, names: EventNames) -> Response:
