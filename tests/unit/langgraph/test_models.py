@@ -10,9 +10,9 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.memory import InMemorySaver
 
 from agent_executor.adapters.langgraph import LangGraphAgentRuntime, ToolRegistry
-from agent_executor.adapters.langgraph.definition import ModelSpec
 from agent_executor.adapters.langgraph.models import ChatModelFactory
 from agent_executor.adapters.langgraph.scripted import ScriptedChatModel
+from agent_executor.adapters.langgraph.spec import ModelSpec
 from agent_executor.domain.errors import ModelError
 from agent_executor.domain.job import parse_job
 from tests.unit.langgraph.conftest import EventLog, Keys, definition, example, job_with, node

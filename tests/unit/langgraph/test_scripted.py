@@ -7,8 +7,8 @@ import time
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
-from agent_executor.adapters.langgraph.definition import ScriptedReply, ScriptedToolCall
 from agent_executor.adapters.langgraph.scripted import ScriptedCallLog, ScriptedChatModel
+from agent_executor.adapters.langgraph.spec import ScriptedReply, ScriptedToolCall
 
 REPLIES = (
     ScriptedReply("Let me write it.", (ScriptedToolCall("write_file", {"file_path": "/a"}),

@@ -1,6 +1,6 @@
 """The LangGraph adapter: agent definitions compiled into deep agents and run durably.
 
-    definition.py  agent_definition -> typed specs (InvalidAgentDefinition with paths)
+    definition.py  agent_definition -> typed specs (spec.py), InvalidAgentDefinition with paths
     models.py      provider -> chat model (scripted.py: the deterministic `scripted` model)
     tools.py       the tool registry (built-ins + `agent_executor.tools` entry points)
     compiler.py    specs -> deepagents graph, cached by content hash

@@ -18,8 +18,8 @@ from langchain.agents.middleware import AgentMiddleware, TodoListMiddleware
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
-from agent_executor.adapters.langgraph.definition import AgentDefinition, AgentSpec
 from agent_executor.adapters.langgraph.models import ChatModelFactory
+from agent_executor.adapters.langgraph.spec import AgentDefinition, AgentSpec
 from agent_executor.adapters.langgraph.tools import ToolFailureMiddleware, ToolRegistry
 
 DEFAULT_CACHE_SIZE = 128

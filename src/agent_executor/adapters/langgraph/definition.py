@@ -11,9 +11,15 @@ import hashlib
 import json
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from agent_executor.adapters.langgraph.spec import (
+    AgentDefinition,
+    AgentSpec,
+    ModelSpec,
+    ScriptedReply,
+    ScriptedToolCall,
+)
 from agent_executor.domain.errors import InvalidAgentDefinition
 
 PROVIDERS = ("anthropic", "ollama", "openai", "scripted")
@@ -28,50 +34,6 @@ SCRIPT_REFUSAL = (
     "installed package under the Python entry-point group `agent_executor.tools` "
     "(see docs/tools.md) and name it in the node's config.tools"
 )
-
-
-@dataclass(frozen=True)
-class ScriptedToolCall:
-    name: str
-    args: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ScriptedReply:
-    content: str
-    tool_calls: tuple[ScriptedToolCall, ...] = ()
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    provider: str
-    model: str
-    path: str
-    base_url: str | None = None
-    temperature: float | None = None
-    replies: tuple[ScriptedReply, ...] = ()
-    delay_ms: int = 0
-
-
-@dataclass(frozen=True)
-class AgentSpec:
-    node_id: str
-    kind: Literal["Orchestrator", "Specialist"]
-    name: str
-    description: str
-    system_prompt: str
-    model: ModelSpec
-    tools: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class AgentDefinition:
-    name: str
-    version: str
-    orchestrator: AgentSpec
-    specialists: tuple[AgentSpec, ...]
-    digest: str
-    """sha256 of the canonical JSON of the definition: equal definitions, equal digests."""
 
 
 def definition_digest(raw: Mapping[str, Any]) -> str:

@@ -7,8 +7,8 @@ from typing import Protocol
 from langchain_core.language_models import BaseChatModel
 from pydantic import SecretStr
 
-from agent_executor.adapters.langgraph.definition import ModelSpec
 from agent_executor.adapters.langgraph.scripted import ScriptedChatModel
+from agent_executor.adapters.langgraph.spec import ModelSpec
 from agent_executor.domain.errors import ModelError
 
 

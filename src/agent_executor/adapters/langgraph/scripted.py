@@ -26,7 +26,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.config import get_config
 
-from agent_executor.adapters.langgraph.definition import ScriptedReply
+from agent_executor.adapters.langgraph.spec import ScriptedReply
 
 _WORDS = re.compile(r"\S+\s*|\s+")
 
