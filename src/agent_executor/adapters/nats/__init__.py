@@ -1,0 +1,1 @@
+"""NATS JetStream: job intake (a durable pull consumer) and result events."""

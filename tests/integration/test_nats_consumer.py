@@ -1,0 +1,226 @@
+"""Jobs over NATS JetStream (on 14222): intake, results, settlement, duplicates, poison."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from agent_executor.adapters.dragonfly.event_stream import DragonflyEventStream
+from agent_executor.adapters.nats.probe import NatsReadinessProbe
+from agent_executor.domain.errors import ModelError
+from agent_executor.domain.events import END, LLM_STREAM
+from tests.integration.nats_harness import (
+    BrokenLedger,
+    ScriptedRuntime,
+    World,
+    binary_event,
+    close_world,
+    eventually,
+    job_data,
+    open_world,
+    structured_event,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def world(nats_url: str, tmp_path: Path) -> AsyncIterator[World]:
+    w = await open_world(nats_url, tmp_path)
+    try:
+        yield w
+    finally:
+        await close_world(w)
+
+
+async def _one_result(world: World, status: str = "completed") -> dict[str, object]:
+    async def stored() -> bool:
+        return len(await world.results()) >= 1
+    await eventually(stored, what="a result event")
+    await eventually(world.settled, what="the intake message to be settled")
+    [message] = await world.results()
+    assert message.subject == f"{world.settings.status_subject_prefix}.{status}"
+    assert message.headers is not None
+    event: dict[str, object] = json.loads(message.data or b"")
+    assert message.headers["Nats-Msg-Id"] == event["id"]
+    assert message.headers["Content-Type"] == "application/cloudevents+json"
+    return event
+
+
+async def test_structured_job_gives_one_completed_result(world: World) -> None:
+    consumer = await world.consumer()
+    data = job_data()
+    await world.publish(structured_event(data),
+                        {"Content-Type": "application/cloudevents+json"})
+    event = await _one_result(world)
+
+    assert event["id"] == f"{data['job_id']}:completed"
+    assert event["type"] == "dev.my-platform.agent.completed"
+    assert event["subject"] == data["job_id"]
+    assert str(event["traceparent"]).startswith(f"00-{data['trace_id']}-")
+    payload = event["data"]
+    assert isinstance(payload, dict)
+    assert payload["status"] == "completed" and payload["attempts"] == 1
+    assert payload["result"]["output"] == "Hello world"
+    assert world.runtime.calls == [data["job_id"]]
+    assert world.metric("nats_messages_received_total") == 1
+    assert world.metric("nats_messages_processed_total", outcome="ack") == 1
+    assert world.metric("jobs_total", status="completed", source="nats") == 1
+    assert world.metric("results_published_total", status="completed") == 1
+    assert world.events is not None
+    seen = [e async for e in world.events.follow(str(data["job_id"]), live=False)]
+    assert [e.seq for e in seen] == [1, 2, 3] and seen[-1].event_type == END
+    assert (await NatsReadinessProbe(world.connections[0], consumer).check()).ok
+
+
+async def test_binary_job_and_a_json_body_without_content_type_both_complete(
+        world: World) -> None:
+    await world.consumer()
+    data = job_data()
+    headers, body = binary_event(data)
+    await world.publish(body, headers)
+    event = await _one_result(world)
+    assert event["id"] == f"{data['job_id']}:completed"
+
+    other = job_data()
+    await world.publish(structured_event(other))  # no headers: detected by `specversion`
+
+    async def two() -> bool:
+        return len(await world.results()) == 2
+    await eventually(two, what="the second result")
+    assert json.loads((await world.results())[1].data or b"")["id"] == \
+        f"{other['job_id']}:completed"
+
+
+async def test_failing_job_gives_one_failed_result_and_is_acked(world: World) -> None:
+    await world.consumer(runtime=ScriptedRuntime(error=ModelError("provider said no")))
+    data = job_data()
+    await world.publish(structured_event(data))
+    event = await _one_result(world, "failed")
+    payload = event["data"]
+    assert isinstance(payload, dict)
+    assert payload["error"] == {"type": "ModelError", "message": "provider said no",
+                                "retryable": False}
+    assert world.metric("nats_messages_processed_total", outcome="ack") == 1
+
+
+async def test_two_deliveries_of_one_job_run_it_once_and_store_one_result(
+        world: World) -> None:
+    runtime = ScriptedRuntime()
+    runtime.gate = asyncio.Event()
+    await world.consumer(runtime=runtime, max_concurrent=2)
+    data = job_data()
+    await world.publish(structured_event(data))
+    await world.publish(structured_event(data))  # another event id: not a NATS duplicate
+    await eventually(lambda: world.metric("nats_messages_received_total") >= 2,
+                     what="both deliveries")
+    runtime.gate.set()
+
+    await eventually(world.settled, what="both messages settled")
+    await eventually(lambda: world.metric("nats_messages_processed_total", outcome="ack") == 2,
+                     what="both acked")
+    assert runtime.calls == [data["job_id"]]
+    results = await world.results()
+    assert len(results) == 1  # the second publish was dropped by its Nats-Msg-Id
+    assert world.metric("results_published_total", status="completed") == 2
+    assert world.metric("nats_messages_processed_total", outcome="nak") >= 1
+
+
+async def test_poison_messages_are_terminated_and_never_redelivered(world: World) -> None:
+    consumer = await world.consumer()
+    readable = job_data()
+    await world.publish(b"\x00 not an event at all")
+    await world.publish(structured_event(readable, type="some.other.type"))
+    await world.publish(json.dumps({"specversion": "1.0", "data": {"job_id": 42}}).encode(),
+                        {"Content-Type": "application/cloudevents+json"})
+    await eventually(lambda: world.metric("nats_messages_processed_total", outcome="term") == 3,
+                     what="three terms")
+    await eventually(world.settled, what="nothing pending")
+
+    info = await world.consumer_info()
+    assert (info.num_pending, info.num_ack_pending, info.num_redelivered) == (0, 0, 0)
+    [failed] = await world.results()  # only the one whose job_id could be read
+    event = json.loads(failed.data or b"")
+    assert event["id"] == f"{readable['job_id']}:failed"
+    assert event["data"]["error"]["type"] == "InvalidJob"
+    assert world.runtime.calls == []
+    assert world.metric("nats_messages_failed_total") == 3
+    assert await world.ledger.get(str(readable["job_id"])) is None  # nothing recorded
+    assert (await NatsReadinessProbe(world.connections[0], consumer).check()).ok
+
+
+async def test_own_dependency_failure_naks_then_publishes_failed_on_last_delivery(
+        nats_url: str, tmp_path: Path) -> None:
+    world = await open_world(nats_url, tmp_path, max_deliver=3)
+    try:
+        await world.consumer(ledger=BrokenLedger(world.ledger))  # type: ignore[arg-type]
+        data = job_data()
+        await world.publish(structured_event(data))
+        event = await _one_result(world, "failed")
+        payload = event["data"]
+        assert isinstance(payload, dict)
+        assert payload["error"]["type"] == "DependencyUnavailable"
+        assert payload["error"]["retryable"] is True
+        assert world.metric("nats_messages_processed_total", outcome="nak") == 2
+        assert world.metric("nats_messages_processed_total", outcome="term") == 1
+        assert world.metric("nats_redeliveries_total") == 2
+        assert world.runtime.calls == []
+    finally:
+        await close_world(world)
+
+
+async def test_fetches_only_as_many_jobs_as_free_slots(world: World) -> None:
+    runtime = ScriptedRuntime()
+    runtime.gate = asyncio.Event()
+    await world.consumer(runtime=runtime, max_concurrent=1)
+    jobs = [job_data() for _ in range(3)]
+    for data in jobs:
+        await world.publish(structured_event(data))
+    await eventually(lambda: len(runtime.calls) == 1, what="the first job to start")
+
+    async def one_taken() -> bool:
+        info = await world.consumer_info()
+        return (info.num_ack_pending, info.num_pending) == (1, 2)
+    await eventually(one_taken, what="one delivered, two waiting")
+    runtime.gate.set()
+
+    async def all_done() -> bool:
+        return len(await world.results()) == 3
+    await eventually(all_done, what="three results")
+    assert sorted(runtime.calls) == sorted(str(d["job_id"]) for d in jobs)
+
+
+async def test_job_events_reach_dragonfly_in_order_ending_with_end(
+        world: World, dragonfly_port: int) -> None:
+    redis = Redis(host="127.0.0.1", port=dragonfly_port)
+    world.events = DragonflyEventStream(redis, world.metrics)
+    await world.consumer(runtime=ScriptedRuntime(tokens=("a", "b", "c")))
+    data = job_data(f"job-df-{uuid.uuid4().hex[:8]}")
+    listener = Redis(host="127.0.0.1", port=dragonfly_port)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe(f"langgraph:stream:{data['job_id']}")
+    try:
+        await world.publish(structured_event(data))
+        received: list[dict[str, object]] = []
+        async with asyncio.timeout(15):
+            while not received or received[-1]["event_type"] != END:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message is not None:
+                    received.append(json.loads(message["data"]))
+        assert [m["seq"] for m in received] == [1, 2, 3, 4]
+        assert [m["event_type"] for m in received] == [LLM_STREAM] * 3 + [END]
+        await _one_result(world)
+    finally:
+        await pubsub.aclose()
+        keys = [k async for k in listener.scan_iter(match=f"langgraph:stream:{data['job_id']}*")]
+        if keys:
+            await listener.delete(*keys)
+        await listener.aclose()
+        await world.close()
+        await redis.aclose()
