@@ -8,12 +8,21 @@ from pathlib import Path
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from agent_executor.adapters.langgraph import LangGraphAgentRuntime
+from agent_executor.adapters.langgraph import LangGraphAgentRuntime, ToolRegistry
 from agent_executor.adapters.langgraph.scripted import ScriptedChatModel
-from agent_executor.domain.errors import InvalidAgentDefinition
+from agent_executor.domain.errors import DependencyUnavailable, InvalidAgentDefinition
 from agent_executor.domain.job import parse_job
-from tests.unit.langgraph.conftest import EventLog, definition, example, job_with, node, scripted
+from tests.unit.langgraph.conftest import (
+    EventLog,
+    Keys,
+    definition,
+    example,
+    job_with,
+    node,
+    scripted,
+)
 
 SPECIALISTS = ("requirements-analyst", "architect")
 
@@ -176,3 +185,14 @@ async def test_specialists_have_the_todo_list_and_the_whole_filesystem(
     assert set(ends) == {"write_file", *(t["name"] for t in file_tools)}
     assert all(e["status"] == "success" for e in ends.values()), ends
     assert output.files == {"/x.md": "final"}
+
+
+async def test_a_failing_checkpoint_store_is_a_dependency_failure(tmp_path: Path,
+                                                                  log: EventLog) -> None:
+    path = tmp_path / "checkpoints.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        runtime = LangGraphAgentRuntime(saver, Keys(), registry=ToolRegistry())
+        with pytest.raises(DependencyUnavailable) as caught:
+            await runtime.run(parse_job(example("hello", fresh_id("store"))), log)
+    assert "checkpoint store failed" in str(caught.value)

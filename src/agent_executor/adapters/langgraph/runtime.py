@@ -7,7 +7,6 @@ input is never appended twice); finished, return its final state unrun.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 from typing import Any
@@ -29,8 +28,8 @@ from agent_executor.adapters.langgraph.stream import STREAM_MODES, StreamTransla
 from agent_executor.adapters.langgraph.tools import ToolRegistry
 from agent_executor.domain.errors import (
     AgentError,
+    AgentExecutorError,
     DependencyUnavailable,
-    JobFailure,
     ModelError,
 )
 from agent_executor.domain.job import Job
@@ -62,12 +61,12 @@ class LangGraphAgentRuntime:
 
     async def run(self, job: Job, emit: EventSink) -> AgentOutput:
         definition = parse_definition(job.agent_definition, self.registry.names())
-        agent = await self.compiler.acompile(definition)
         config: RunnableConfig = {
             "configurable": {"thread_id": job.job_id},
             "metadata": {"job_id": job.job_id, "trace_id": job.trace_id},
         }
         try:
+            agent = await self.compiler.acompile(definition)
             snapshot = await agent.graph.aget_state(config)
             if snapshot.created_at is not None and not snapshot.next:
                 logger.info("thread already finished; returning its final state",
@@ -75,7 +74,7 @@ class LangGraphAgentRuntime:
                 return agent_output(snapshot.values)
             await self._stream(agent, job, snapshot, config, emit)
             snapshot = await agent.graph.aget_state(config)
-        except (JobFailure, DependencyUnavailable, asyncio.CancelledError):
+        except AgentExecutorError:  # already a domain error (ModelError, ToolError, ...)
             raise
         except Exception as exc:
             raise _translate(exc, job) from exc
@@ -96,8 +95,8 @@ class LangGraphAgentRuntime:
                         extra={"job_id": job.job_id, "trace_id": job.trace_id})
             translator.remember(snapshot.values.get("messages"))
             graph_input = None
-        # durability="sync": a step's checkpoint is written before the next step
-        # starts, so a crash never re-runs a step that had completed.
+        # durability="sync": each step's checkpoint is saved before the next step
+        # starts, so a crash re-runs at most the step that was in flight.
         async for part in agent.graph.astream(graph_input, config, stream_mode=STREAM_MODES,
                                               subgraphs=True, version="v2", durability="sync"):
             await translator.handle(part)
