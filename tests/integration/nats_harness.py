@@ -146,7 +146,8 @@ class World:
                        runtime: ScriptedRuntime | None = None, ledger: JobLedger | None = None,
                        retry: RetryPolicy | None = None, url: str | None = None,
                        lease_seconds: float = 30.0,
-                       consumer_check_seconds: float = 10.0) -> NatsJobConsumer:
+                       consumer_check_seconds: float = 10.0,
+                       max_event_bytes: int | None = None) -> NatsJobConsumer:
         connection = await NatsConnection.connect(url or self.url, reconnect_wait_seconds=0.2)
         self.connections.append(connection)
         publisher = NatsResultPublisher(connection, self.settings, NAMES, self.metrics)
@@ -160,7 +161,8 @@ class World:
                                    grace_seconds=grace_seconds, create_streams=True,
                                    status_stream=self.status_stream,
                                    retry=retry or RetryPolicy(0.1, 2, 1), fetch_timeout_seconds=1,
-                                   consumer_check_seconds=consumer_check_seconds)
+                                   consumer_check_seconds=consumer_check_seconds,
+                                   max_event_bytes=max_event_bytes)
         self.consumers.append(consumer)
         await consumer.start()
         return consumer

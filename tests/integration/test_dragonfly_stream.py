@@ -10,6 +10,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -18,8 +19,13 @@ from redis.exceptions import RedisError
 from agent_executor.adapters.config import DragonflySettings
 from agent_executor.adapters.dragonfly.event_stream import DragonflyEventStream
 from agent_executor.adapters.dragonfly.probe import DragonflyReadinessProbe
+from agent_executor.adapters.embedded.sqlite_ledger import SqliteJobLedger
 from agent_executor.adapters.metrics import PrometheusMetrics
 from agent_executor.domain.events import END, LLM_STREAM, StreamEvent
+from agent_executor.domain.execute import ExecuteJob
+from agent_executor.domain.job import Job
+from agent_executor.domain.result import AgentOutput, JobResult
+from agent_executor.ports.runtime import EventSink
 
 pytestmark = pytest.mark.integration
 
@@ -265,6 +271,61 @@ async def test_dragonfly_down_drops_and_counts_events_logs_once_and_recovers(
         assert (await probe.check()).ok
     finally:
         await events.aclose()
+
+
+class PausingRuntime:
+    """Streams three tokens, waits for `gate`, streams three more, then answers."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.paused = asyncio.Event()
+
+    async def run(self, job: Job, emit: EventSink) -> AgentOutput:
+        for i in range(3):
+            await emit(LLM_STREAM, _token(i))
+        self.paused.set()
+        await self.gate.wait()
+        for i in range(3, 6):
+            await emit(LLM_STREAM, _token(i))
+        return AgentOutput("done")
+
+
+class ListPublisher:
+    def __init__(self) -> None:
+        self.published: list[JobResult] = []
+
+    async def publish(self, result: JobResult) -> None:
+        self.published.append(result)
+
+
+async def test_a_job_completes_when_dragonfly_dies_mid_job(
+        throwaway_redis: ThrowawayRedis, metrics: PrometheusMetrics, tmp_path: Path) -> None:
+    server = throwaway_redis
+    events = DragonflyEventStream.from_settings(_settings(server.port), metrics)
+    ledger = await SqliteJobLedger.create(tmp_path / "ledger.sqlite3")
+    runtime, publisher = PausingRuntime(), ListPublisher()
+    execute = ExecuteJob(ledger, runtime, events, publisher, metrics, owner="test",
+                         max_concurrent=1, job_timeout_seconds=30)
+    job = Job("job-mid", "trace", {"name": "a"}, {"messages": [{"role": "user", "content": "x"}]})
+    probe = Redis(host="127.0.0.1", port=server.port)
+    try:
+        running = asyncio.create_task(execute.execute(job, "http"))
+        await asyncio.wait_for(runtime.paused.wait(), 10)
+        async with asyncio.timeout(10):
+            while await probe.llen(events.keys("job-mid").replay) < 3:  # type: ignore[misc]
+                await asyncio.sleep(0.01)
+        await server.kill()
+        runtime.gate.set()
+        result = await asyncio.wait_for(running, 20)
+
+        assert result.status == "completed"
+        assert publisher.published == [result]
+        assert _metric(metrics, "stream_publish_errors_total") == 4  # three tokens and `end`
+        assert _metric(metrics, "jobs_total", status="completed", source="http") == 1
+    finally:
+        await probe.aclose()
+        await events.aclose()
+        await ledger.aclose()
 
 
 def _settings(port: int) -> DragonflySettings:

@@ -133,24 +133,28 @@ async def test_two_deliveries_of_one_job_run_it_once_and_store_one_result(
 
 
 async def test_poison_messages_are_terminated_and_never_redelivered(world: World) -> None:
-    consumer = await world.consumer()
-    readable = job_data()
+    consumer = await world.consumer(max_event_bytes=4096)
+    readable, oversized = job_data(), job_data()
+    oversized["input_payload"]["messages"][0]["content"] = "x" * 5000
     await world.publish(b"\x00 not an event at all")
     await world.publish(structured_event(readable, type="some.other.type"))
     await world.publish(json.dumps({"specversion": "1.0", "data": {"job_id": 42}}).encode(),
                         {"Content-Type": "application/cloudevents+json"})
-    await eventually(lambda: world.metric("nats_messages_processed_total", outcome="term") == 3,
-                     what="three terms")
+    await world.publish(structured_event(oversized))
+    await eventually(lambda: world.metric("nats_messages_processed_total", outcome="term") == 4,
+                     what="four terms")
     await eventually(world.settled, what="nothing pending")
 
     info = await world.consumer_info()
     assert (info.num_pending, info.num_ack_pending, info.num_redelivered) == (0, 0, 0)
-    [failed] = await world.results()  # only the one whose job_id could be read
-    event = json.loads(failed.data or b"")
-    assert event["id"] == f"{readable['job_id']}:failed"
-    assert event["data"]["error"]["type"] == "InvalidJob"
+    events = [json.loads(m.data or b"") for m in await world.results()]
+    # a failed result only for those whose job_id could be read
+    assert [e["id"] for e in events] == [f"{readable['job_id']}:failed",
+                                         f"{oversized['job_id']}:failed"]
+    assert {e["data"]["error"]["type"] for e in events} == {"InvalidJob"}
+    assert "MAX_EVENT_BYTES" in events[1]["data"]["error"]["message"]
     assert world.runtime.calls == []
-    assert world.metric("nats_messages_failed_total") == 3
+    assert world.metric("nats_messages_failed_total") == 4
     assert await world.ledger.get(str(readable["job_id"])) is None  # nothing recorded
     assert (await NatsReadinessProbe(world.connections[0], consumer).check()).ok
 

@@ -54,7 +54,7 @@ class NatsJobConsumer:
                  names: EventNames, metrics: PrometheusMetrics, *, grace_seconds: float,
                  create_streams: bool = False, status_stream: str = NATS_STATUS_STREAM_NAME,
                  publisher: ResultPublisher | None = None, retry: RetryPolicy | None = None,
-                 fetch_timeout_seconds: float = 2.0,
+                 max_event_bytes: int | None = None, fetch_timeout_seconds: float = 2.0,
                  progress_interval_seconds: float | None = None,
                  consumer_check_seconds: float = 10.0) -> None:
         self._connection = connection
@@ -67,6 +67,7 @@ class NatsJobConsumer:
         self._status_stream = status_stream
         self._publisher = publisher or NatsResultPublisher(connection, settings, names, metrics)
         self._retry = retry or RetryPolicy()
+        self._max_event_bytes = max_event_bytes
         self._fetch_timeout = fetch_timeout_seconds
         self._progress_interval = progress_interval_seconds or settings.ack_wait_seconds / 3
         self._check_interval = consumer_check_seconds
@@ -209,7 +210,7 @@ class NatsJobConsumer:
         job: Job | None = None
         try:
             try:
-                job = read_nats_job(msg.headers, msg.data, self._names)
+                job = self._read(msg)
                 record = await self._execute.claim(job, SOURCE)
                 claiming = False
                 self._claiming -= 1
@@ -226,6 +227,12 @@ class NatsJobConsumer:
             if claiming:
                 self._claiming -= 1
             keepalive.cancel()
+
+    def _read(self, msg: Msg) -> Job:
+        if self._max_event_bytes is not None and len(msg.data) > self._max_event_bytes:
+            raise InvalidJob(f"event larger than MAX_EVENT_BYTES ({self._max_event_bytes})",
+                             [f"body: {len(msg.data)} bytes"])
+        return read_nats_job(msg.headers, msg.data, self._names)
 
     async def _settle_error(self, msg: Msg, exc: Exception, delivered: int,
                             job: Job | None) -> None:
