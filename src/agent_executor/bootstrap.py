@@ -132,7 +132,8 @@ def _consumer(settings: cfg.Settings, nats: Any, execute: ExecuteJob, names: Eve
     from agent_executor.adapters.nats.consumer import NatsJobConsumer
     return NatsJobConsumer(nats, execute, settings.nats, names, metrics,
                            grace_seconds=settings.shutdown_grace_seconds,
-                           create_streams=settings.profile == "local")
+                           create_streams=settings.profile == "local",
+                           max_event_bytes=settings.max_event_bytes)
 
 
 def _probes(settings: cfg.Settings, ledger: JobLedger, events: EventStream, nats: Any,
