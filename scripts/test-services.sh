@@ -46,7 +46,10 @@ start_postgres() {
   local bin dir=$STATE/postgres
   bin=$(pg_bin)
   rm -rf "$dir" && mkdir -p "$dir"
-  [ "$(id -u)" = 0 ] && chown -R postgres "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    chmod 755 "$STATE" # mktemp makes it 0700; the server runs as postgres
+    chown -R postgres "$dir"
+  fi
   as_postgres "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; return 1; }
   as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
