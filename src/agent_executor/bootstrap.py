@@ -10,7 +10,6 @@ and closes them in reverse order.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import inspect
@@ -28,6 +27,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from agent_executor.adapters import config as cfg
+from agent_executor.adapters.cli.args import build_parser, load_job_file
 from agent_executor.adapters.cli.printer import StreamPrinter
 from agent_executor.adapters.cloudevents_codec import EventNames
 from agent_executor.adapters.embedded.event_stream import (
@@ -257,24 +257,15 @@ async def serve(settings: cfg.Settings) -> None:
 
 async def run_job(settings: cfg.Settings, path: str, *, as_json: bool) -> int:
     """Run one job in this process, printing its stream events as they happen."""
-    from agent_executor.adapters.cloudevents_codec import read_job
-    from agent_executor.domain.job import parse_job
     try:
-        raw = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()  # noqa: SIM115
-        names = EventNames(settings.cloudevent_source, settings.cloudevent_type_prefix)
-        if b'"specversion"' in raw:
-            job = read_job({"content-type": "application/cloudevents+json"}, raw, names)
-        else:
-            import json
-            try:
-                job = parse_job(json.loads(raw))
-            except ValueError as exc:
-                raise InvalidJob(f"{path} is not valid JSON: {exc}") from exc
+        job = load_job_file(path, EventNames(settings.cloudevent_source,
+                                             settings.cloudevent_type_prefix))
     except OSError as exc:
         print(f"agent-executor run: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return EXIT_INVALID
     except InvalidJob as exc:
-        print(f"agent-executor run: {exc.message}", file=sys.stderr)
+        extra = [d for d in exc.details if d not in exc.message]
+        print("agent-executor run: " + "; ".join([exc.message, *extra]), file=sys.stderr)
         return EXIT_INVALID
     printer = StreamPrinter(as_json=as_json)
     async with _container(settings) as container:
@@ -314,28 +305,8 @@ async def prune_finished_jobs(settings: cfg.Settings, older_than: str, batch_siz
     return EXIT_OK
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="agent-executor",
-        description="Run LangGraph deep agents as durable jobs. Configuration comes from "
-                    "environment variables (see README).")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="serve HTTP on HOST:PORT and consume NATS jobs "
-                                      "(when NATS_URL is set)")
-    run = commands.add_parser("run", help="run one job in this process and print its stream")
-    run.add_argument("job", help="a JobExecutionEvent or a structured CloudEvent as JSON "
-                                 "(`-` reads standard input)")
-    run.add_argument("--json", action="store_true", help="print stream events as JSON lines")
-    prune_cmd = commands.add_parser(
-        "prune", help="delete checkpoints and ledger rows of jobs finished before a cut-off")
-    prune_cmd.add_argument("--older-than", required=True, metavar="AGE",
-                           help="e.g. 7d, 12h, 30m")
-    prune_cmd.add_argument("--batch-size", type=int, default=500)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         settings = cfg.load_settings()
     except cfg.ConfigError as exc:
