@@ -234,3 +234,25 @@ async def test_two_workers_never_run_one_job_at_once(
     finally:
         a.kill()
         b.kill()
+
+
+async def test_the_team_example_over_http_streams_every_agent(
+        embedded: ServiceProcess, client: httpx.AsyncClient) -> None:
+    team = json.loads((ROOT / "examples/jobs/spec-builder.json").read_text())
+    data = job(team)
+    response = await post(client, embedded.url, data)
+    assert response.status_code == 200, response.text
+    files = response.json()["data"]["result"]["files"]
+    assert sorted(files) == ["/spec/architecture.md", "/spec/requirements.md"]
+
+    events = await sse_events(client, embedded.url, data["job_id"])
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["event_type"] == "end"
+    streaming = {e["data"]["agent"] for e in events if e["event_type"] == "on_llm_stream"}
+    assert streaming == {"Orchestrator", "requirements-analyst", "architect"}
+    starts = {e["data"]["call_id"]: e["data"]["tool"] for e in events
+              if e["event_type"] == "on_tool_start"}
+    ends = {e["data"]["call_id"]: e["data"]["tool"] for e in events
+            if e["event_type"] == "on_tool_end"}
+    assert starts == ends
+    assert {"task", "write_file"} <= set(starts.values())
