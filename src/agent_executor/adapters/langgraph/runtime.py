@@ -68,7 +68,10 @@ class LangGraphAgentRuntime:
         try:
             agent = await self.compiler.acompile(definition)
             snapshot = await agent.graph.aget_state(config)
-            if snapshot.created_at is not None and not snapshot.next:
+            # Finished means no task left in the step, not an empty `next`: a process
+            # that died after a step's writes were saved but before its checkpoint
+            # leaves tasks that all have writes, so `next` is empty mid-run.
+            if snapshot.created_at is not None and not snapshot.tasks:
                 logger.info("thread already finished; returning its final state",
                             extra={"job_id": job.job_id, "trace_id": job.trace_id})
                 return agent_output(snapshot.values)
