@@ -75,8 +75,21 @@ class ExecuteJob:
         if record.result is not None:
             logger.info("job already %s; publishing its recorded result again",
                         record.status, extra={"job_id": job.job_id, "trace_id": job.trace_id})
+            await self._ensure_end_event(job, record.result)
             await self._publisher.publish(record.result)
         return record
+
+    async def _ensure_end_event(self, job: Job, result: JobResult) -> None:
+        """A process that died between recording the result and sending `end` left the
+        stream without its last event: send it now, unless it is there already."""
+        async for event in self._events.follow(job.job_id, 0, live=False):
+            if event.event_type == ev.END:
+                return
+        writer = await self._events.writer(job.job_id, job.trace_id)
+        try:
+            await writer.emit(ev.END, _end_data(result))
+        finally:
+            await writer.aclose()
 
     async def run_claimed(self, job: Job, record: JobRecord) -> JobResult:
         """Run a job whose lease `claim` took; publishes and returns its result."""
