@@ -83,7 +83,7 @@ def _message_problems(messages: object) -> list[str]:
             problems.append(f"{where}[{i}]: expected an object, got {_kind(message)}")
             continue
         role = message.get("role")
-        if role not in MESSAGE_ROLES:
+        if not isinstance(role, str) or role not in MESSAGE_ROLES:  # a list is unhashable
             problems.append(f"{where}[{i}].role: must be one of {', '.join(sorted(MESSAGE_ROLES))}")
         if not isinstance(message.get("content"), str | list):
             problems.append(f"{where}[{i}].content: expected a string")
