@@ -30,6 +30,7 @@ STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 _FORMAT = JSONFormat()
 _JSON_TYPE = re.compile(r"^(application|text)/([a-zA-Z0-9\-.]+\+)?json(\s*;.*)?$", re.I)
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_REQUIRED = ("specversion", "id", "source", "type")
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,14 @@ def read_event(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
     content_type = lowered.get("content-type", "")
     try:
         if any(k.startswith("ce-") for k in lowered):
+            _require_attributes([f"ce-{a}" for a in _REQUIRED if f"ce-{a}" not in lowered])
             return from_binary(HTTPMessage(lowered, body), _FORMAT, CloudEvent)
         if content_type.lower().startswith(STRUCTURED_CONTENT_TYPE) or _looks_structured(body):
             envelope = _json(body, "body")
             if not isinstance(envelope, dict):
                 raise InvalidJob("a structured CloudEvent must be a JSON object",
                                  ["body: expected a JSON object"])
+            _require_attributes([a for a in _REQUIRED if a not in envelope])
             if envelope.get("specversion") != "1.0":
                 got = envelope.get("specversion")
                 raise InvalidJob("unsupported CloudEvents specversion",
@@ -116,6 +119,14 @@ def traceparent(trace_id: str, job_id: str) -> str:
         trace = hashlib.sha256(trace_id.encode()).hexdigest()[:32]
     span = hashlib.sha256(f"{trace_id}/{job_id}".encode()).hexdigest()[:16]
     return f"00-{trace}-{span}-01"
+
+
+def _require_attributes(missing: list[str]) -> None:
+    """The SDK's CloudEvent, made for producing events, fills in a missing `id` and
+    `specversion`; an inbound event without them is refused instead."""
+    if missing:
+        raise InvalidJob("invalid CloudEvent: missing required attribute(s): "
+                         + ", ".join(missing), [f"{name}: required" for name in missing])
 
 
 def _looks_structured(body: bytes) -> bool:
