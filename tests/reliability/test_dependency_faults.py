@@ -1,0 +1,94 @@
+"""Backing services failing under load, two workers on one consumer: PostgreSQL
+restarted, NATS restarted (nothing lost, nothing duplicated, streams gapless),
+Dragonfly stopped for good (every job still completes; the loss is counted)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.integration.service import wait_for
+from tests.reliability.harness import (
+    Observer,
+    Stack,
+    check_exactly_once,
+    check_streams_gapless,
+    metric_value,
+    scripted_job,
+)
+
+JOBS = 150
+DELAY_MS = 40
+POSTGRES_OUTAGE_SECONDS = 1.5  # how long a server stays down (pacing the fault)
+# Longer than the result publisher's 5 s timeout: results finished meanwhile fail to
+# publish (a live client may still send them after the reconnect; a killed one not).
+NATS_OUTAGE_SECONDS = 6.0
+
+
+async def _start_load(stack: Stack, observer: Observer, count: int) -> list[dict[str, Any]]:
+    """Two workers, `count` jobs published; returns once a fifth of them finished,
+    so the fault lands in the middle of the load."""
+    await stack.start_workers(2)
+    jobs = [scripted_job(DELAY_MS) for _ in range(count)]
+    await observer.publish(jobs)
+
+    async def under_way() -> bool:
+        return await observer.finished_jobs() >= count // 5
+    await wait_for(under_way, 120, "a fifth of the jobs to finish", interval=0.1)
+    assert await observer.finished_jobs() < count, "the load ended before the fault"
+    return jobs
+
+
+async def _sum_metric(stack: Stack, name: str) -> float:
+    expositions = await asyncio.gather(*(stack.metrics(w) for w in stack.workers))
+    return sum(metric_value(text, f"agent_executor_{name}") for text in expositions)
+
+
+async def test_postgres_restart_mid_load_loses_and_duplicates_nothing(stack: Stack) -> None:
+    async with Observer(stack) as observer:
+        jobs = await _start_load(stack, observer, JOBS)
+        await asyncio.to_thread(stack.postgres.stop, "fast")
+        await asyncio.sleep(POSTGRES_OUTAGE_SECONDS)
+        await asyncio.to_thread(stack.postgres.start)
+
+        results = await observer.wait_all_done(len(jobs), timeout=180)
+        failed = await _sum_metric(stack, "nats_messages_failed_total")
+        print(f"{failed:g} message(s) failed during the restart; "
+              f"{sum(r.data['attempts'] > 1 for r in results)} job(s) retried")
+        assert failed > 0, "no job noticed the restart: the test proved nothing"
+        check_exactly_once(jobs, results)
+        await check_streams_gapless(observer, jobs)
+
+
+async def test_nats_restart_mid_load_loses_and_duplicates_nothing(stack: Stack) -> None:
+    """NATS goes away; one worker is SIGKILLed while it is gone, taking with it the
+    results it finished but could not publish; NATS and the worker come back."""
+    async with Observer(stack) as observer:
+        jobs = await _start_load(stack, observer, JOBS)
+        await asyncio.to_thread(stack.nats_server.stop)
+        await asyncio.sleep(NATS_OUTAGE_SECONDS)
+        stack.workers[0].kill()
+        await asyncio.to_thread(stack.nats_server.start)
+        await stack.start_worker(0)
+
+        results = await observer.wait_all_done(len(jobs), timeout=180)
+        assert "NATS reconnected" in stack.workers[1].logs()
+        redelivered = await _sum_metric(stack, "nats_redeliveries_total")
+        republished = sum(w.logs().count("publishing its recorded result again")
+                          for w in stack.workers)
+        print(f"{redelivered:g} redelivery(ies), {republished} result(s) published again")
+        assert republished > 0, "no finished job lost its result: the test proved nothing"
+        check_exactly_once(jobs, results)
+        await check_streams_gapless(observer, jobs)
+
+
+async def test_dragonfly_stopped_mid_load_every_job_still_completes(stack: Stack) -> None:
+    async with Observer(stack) as observer:
+        jobs = await _start_load(stack, observer, 100)
+        await asyncio.to_thread(stack.redis.stop)
+
+        results = await observer.wait_all_done(len(jobs), timeout=180)
+        check_exactly_once(jobs, results)
+        lost = await _sum_metric(stack, "stream_publish_errors_total")
+        print(f"{lost:g} stream event(s) lost")
+        assert lost > 0
