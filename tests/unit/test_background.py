@@ -38,11 +38,15 @@ async def test_an_orphan_whose_lease_expired_is_taken_over_by_another_worker() -
     assert (result.status, result.attempts) == ("completed", 2)
 
 
-async def test_nats_jobs_are_left_to_redelivery() -> None:
+async def test_nats_jobs_are_taken_over_too_and_cli_jobs_are_not() -> None:
     world = World()
-    await world.execute.claim(make_job(), "nats")
-    world.ledger.expire("job-1")
-    assert await BackgroundJobs(world.execute, world.ledger).reap_once() == 0
+    await world.execute.claim(make_job("from-nats"), "nats")
+    await world.execute.claim(make_job("from-cli"), "cli")
+    world.ledger.expire("from-nats")
+    world.ledger.expire("from-cli")
+    assert await BackgroundJobs(world.execute, world.ledger).reap_once() == 1
+    await wait_until(lambda: world.publisher.published)
+    assert [r.job_id for r in world.publisher.published] == ["from-nats"]
 
 
 async def test_drain_cancels_what_does_not_finish_and_gives_the_lease_back(

@@ -14,8 +14,12 @@ from agent_executor.ports.ledger import JobLedger
 
 logger = logging.getLogger(__name__)
 
-# Jobs whose transport does not redeliver them: their lease is their only safety net.
-ORPHAN_SOURCES = frozenset({"http"})
+# HTTP jobs have no redelivery: their lease is their only safety net. NATS jobs are
+# redelivered, but only `max_deliver` times: when every delivery lands on a worker
+# that dies, the message is gone and only the ledger still knows the job. Taking
+# both over is safe: the lease lets one worker at a time run a job, and a finished
+# job's later deliveries just publish its recorded result again.
+ORPHAN_SOURCES = frozenset({"http", "nats"})
 
 
 class BackgroundJobs:
