@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "nats"
 NATS_ERRORS: tuple[type[BaseException], ...] = (nats.errors.Error, OSError, TimeoutError)
+# With every slot taken the loop waits for one of its jobs to end; slots held by HTTP
+# jobs free without telling it, so it also looks again after this long.
+SLOT_POLL_SECONDS = 0.05
 
 
 class NatsJobConsumer:
@@ -75,6 +78,7 @@ class NatsJobConsumer:
         self._loop: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
         self._claiming = 0  # messages taken whose job has no slot yet
         self._checked_at = 0.0
 
@@ -161,7 +165,7 @@ class NatsJobConsumer:
                 elif time.monotonic() - self._checked_at > self._check_interval:
                     await self.consumer_info()  # still there (e.g. after a server restart)?
                 if self._free_slots() <= 0:
-                    await self._pause(0.05)
+                    await self._wait_for_slot()
                     continue
                 assert self._sub is not None
                 try:
@@ -190,6 +194,15 @@ class NatsJobConsumer:
     def _free_slots(self) -> int:
         return self._execute.free_slots - self._claiming
 
+    async def _wait_for_slot(self) -> None:
+        self._slot_freed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._slot_freed.wait(), SLOT_POLL_SECONDS)
+
+    def _job_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slot_freed.set()
+
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
@@ -198,7 +211,7 @@ class NatsJobConsumer:
         self._claiming += 1
         task = asyncio.create_task(self._handle(msg), name="nats-job")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._job_done)
 
     async def _handle(self, msg: Msg) -> None:
         delivered = msg.metadata.num_delivered
