@@ -5,6 +5,8 @@ The tables come from the migrations (migrations/0002), not from `setup()`.
 
 from __future__ import annotations
 
+import time
+import weakref
 from types import TracebackType
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -20,6 +22,7 @@ CheckpointPool = AsyncConnectionPool[AsyncConnection[DictRow]]
 MAX_LIFETIME_SECONDS = 30 * 60.0
 MAX_IDLE_SECONDS = 5 * 60.0
 CONNECTION_WAIT_SECONDS = 10.0
+CHECK_AFTER_IDLE_SECONDS = 2.0
 
 
 def pool_sizes(max_concurrent_jobs: int) -> tuple[int, int]:
@@ -34,8 +37,9 @@ def create_checkpoint_pool(settings: PostgresSettings, *, max_concurrent_jobs: i
                            timeout: float = CONNECTION_WAIT_SECONDS) -> CheckpointPool:
     """A closed pool, opened by `PostgresCheckpointStore.open`.
 
-    Connections are checked on checkout (a dead one is replaced, not handed
-    out), recycled after `max_lifetime` and dropped after `max_idle`. Prepared
+    Connections idle for more than `CHECK_AFTER_IDLE_SECONDS` are checked on
+    checkout (a dead one is replaced, not handed out; see `IdleCheck`),
+    recycled after `max_lifetime` and dropped after `max_idle`. Prepared
     statements are off (`prepare_threshold=None`) so the pool works behind
     PgBouncer in transaction mode; autocommit and dict rows are what
     AsyncPostgresSaver expects.
@@ -48,13 +52,36 @@ def create_checkpoint_pool(settings: PostgresSettings, *, max_concurrent_jobs: i
         # Only when needed: PgBouncer refuses the `options` start-up parameter
         # unless it is listed in ignore_startup_parameters.
         kwargs["options"] = f"-c search_path={_options_value(quote_ident(settings.schema))}"
+    idle = IdleCheck()
     return AsyncConnectionPool(
         settings.dsn(), connection_class=AsyncConnection[DictRow], kwargs=kwargs,
         min_size=min_size, max_size=max_size, open=False,
-        check=AsyncConnectionPool.check_connection,
+        check=idle.check, reset=idle.returned,
         max_lifetime=max_lifetime, max_idle=max_idle, timeout=timeout,
         name="agent-executor-checkpoints",
     )
+
+
+class IdleCheck:
+    """The pool's `check` and `reset` callbacks: a connection is pinged on checkout
+    only when it sat in the pool longer than `after_seconds` (when a restart or a
+    dropped socket would have broken it unnoticed). One returned moments ago is
+    handed out as is: the saver checks a connection out for every checkpoint read
+    and write, dozens per job, and a ping each time doubled the round trips. A
+    connection that breaks in use is discarded by the pool on its return."""
+
+    def __init__(self, after_seconds: float = CHECK_AFTER_IDLE_SECONDS) -> None:
+        self.after_seconds = after_seconds
+        self._returned_at: weakref.WeakKeyDictionary[AsyncConnection[DictRow], float] = (
+            weakref.WeakKeyDictionary())
+
+    async def returned(self, conn: AsyncConnection[DictRow]) -> None:
+        self._returned_at[conn] = time.monotonic()
+
+    async def check(self, conn: AsyncConnection[DictRow]) -> None:
+        returned = self._returned_at.get(conn)
+        if returned is None or time.monotonic() - returned > self.after_seconds:
+            await AsyncConnectionPool.check_connection(conn)
 
 
 class PostgresCheckpointStore:
