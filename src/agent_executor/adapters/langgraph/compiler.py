@@ -21,6 +21,7 @@ from langgraph.graph.state import CompiledStateGraph
 from agent_executor.adapters.langgraph.models import ChatModelFactory
 from agent_executor.adapters.langgraph.spec import AgentDefinition, AgentSpec
 from agent_executor.adapters.langgraph.tools import ToolFailureMiddleware, ToolRegistry
+from agent_executor.adapters.langgraph.tracing import run_tracing_bookkeeping_inline
 
 DEFAULT_CACHE_SIZE = 128
 
@@ -47,6 +48,7 @@ class AgentCompiler:
         self._cache: OrderedDict[str, CompiledAgent] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        run_tracing_bookkeeping_inline()  # the graphs built here run cheaper with it
 
     async def acompile(self, definition: AgentDefinition) -> CompiledAgent:
         """Cached, or built in a worker thread (tens of ms) so the event loop keeps going."""
