@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 _PROVIDER_MODULES = ("openai", "anthropic", "ollama", "httpx", "httpcore", "langchain_openai",
                      "langchain_anthropic", "langchain_ollama")
+_INTERRUPT = "__interrupt__"  # the update key LangGraph streams an interrupt under
 _TRANSIENT = ("RateLimit", "Timeout", "Connect", "Connection", "InternalServer", "Overloaded",
               "ServiceUnavailable")
 
@@ -75,19 +77,25 @@ class LangGraphAgentRuntime:
                 logger.info("thread already finished; returning its final state",
                             extra={"job_id": job.job_id, "trace_id": job.trace_id})
                 return agent_output(snapshot.values)
-            await self._stream(agent, job, snapshot, config, emit)
-            snapshot = await agent.graph.aget_state(config)
+            values = await self._stream(agent, job, snapshot, config, emit)
+            if values is None:  # interrupted: the checkpoint says what is pending
+                snapshot = await agent.graph.aget_state(config)
+                if snapshot.next:
+                    raise AgentError(f"the agent stopped with work pending "
+                                     f"({', '.join(snapshot.next)}); interrupts are not "
+                                     "supported")
+                values = snapshot.values
         except AgentExecutorError:  # already a domain error (ModelError, ToolError, ...)
             raise
         except Exception as exc:
             raise _translate(exc, job) from exc
-        if snapshot.next:
-            raise AgentError(f"the agent stopped with work pending ({', '.join(snapshot.next)}); "
-                             "interrupts are not supported")
-        return agent_output(snapshot.values)
+        return agent_output(values)
 
     async def _stream(self, agent: CompiledAgent, job: Job, snapshot: StateSnapshot,
-                      config: RunnableConfig, emit: EventSink) -> None:
+                      config: RunnableConfig, emit: EventSink) -> Mapping[str, Any] | None:
+        """Run to the end, translating the stream; the final state (the last `values`
+        part of the root graph: no checkpoint read afterwards), or None when the run
+        was interrupted."""
         translator = StreamTranslator(agent.orchestrator, emit)
         graph_input: dict[str, Any] | None
         if snapshot.created_at is None:
@@ -100,9 +108,19 @@ class LangGraphAgentRuntime:
             graph_input = None
         # durability="sync": each step's checkpoint is saved before the next step
         # starts, so a crash re-runs at most the step that was in flight.
-        async for part in agent.graph.astream(graph_input, config, stream_mode=STREAM_MODES,
+        final: Mapping[str, Any] | None = None
+        interrupted = False
+        async for part in agent.graph.astream(graph_input, config,
+                                              stream_mode=[*STREAM_MODES, "values"],
                                               subgraphs=True, version="v2", durability="sync"):
+            if part["type"] == "values":
+                if not part["ns"]:
+                    final = part["data"]
+                continue
+            if part["type"] == "updates" and _INTERRUPT in part["data"]:
+                interrupted = True
             await translator.handle(part)
+        return None if interrupted else final
 
 
 def _initial_state(job: Job) -> dict[str, Any]:
