@@ -1,0 +1,282 @@
+"""`python -m bench`: see bench/__init__.py and docs/performance.md."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.floor import MODES
+from bench.jobs import ROOT, shape_template, shapes
+from bench.profile import py_spy, recording
+from bench.report import Measurement, table
+from bench.servers import Backing, Ports, sample_process, start_stand_ins, stop_stand_ins
+from bench.service import NatsDriver, ServeProcess
+
+logger = logging.getLogger("bench")
+SOAK_JOBS = 10_000
+SOAK_EVERY = 1_000
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="agent-executor end to end through NATS (PostgreSQL, Dragonfly) "
+                    "against the floor: the same graphs in-process on AsyncPostgresSaver.")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="measured jobs per shape and concurrency (default 200; "
+                             f"{SOAK_JOBS} with --soak)")
+    parser.add_argument("--concurrency", default="1,16",
+                        help="comma-separated MAX_CONCURRENT_JOBS values (default 1,16; "
+                             "--soak uses the last)")
+    parser.add_argument("--shape", choices=("single", "team", "both"), default="both")
+    parser.add_argument("--floor", choices=(*MODES, "both", "none"), default="invoke",
+                        help="floor to compare with (default invoke)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="unmeasured jobs before each measurement (default 2*C, min 8)")
+    parser.add_argument("--soak", action="store_true",
+                        help=f"service only, one shape, {SOAK_JOBS} jobs; RSS every "
+                             f"{SOAK_EVERY}")
+    parser.add_argument("--output", type=Path, help="write every number as JSON here")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record each service measurement with py-spy into DIR")
+    parser.add_argument("--job-timeout", type=float, default=120.0,
+                        help="seconds one job may take before the run is aborted")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds the whole run may take (default: scaled to the work)")
+    parser.add_argument("--keep-logs", type=Path, metavar="DIR",
+                        help="copy the serve logs here")
+    parser.add_argument("--service-src", type=Path, metavar="DIR",
+                        help="run `serve` from this src/ (e.g. an older checkout's) to "
+                             "compare it with the same floor")
+    args = parser.parse_args(argv)
+    try:
+        args.concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    except ValueError:
+        parser.error(f"--concurrency {args.concurrency!r}: comma-separated integers")
+    if not args.concurrencies or min(args.concurrencies) < 1:
+        parser.error("--concurrency: at least one value, each >= 1")
+    if args.jobs is None:
+        args.jobs = SOAK_JOBS if args.soak else 200
+    if args.jobs < 1:
+        parser.error("--jobs must be >= 1")
+    if args.soak:
+        args.concurrencies = args.concurrencies[-1:]
+        args.shape = "team" if args.shape == "team" else "single"
+    if args.profile is not None and py_spy() is None:
+        parser.error("--profile needs py-spy (pip install py-spy)")
+    return args
+
+
+def _warmup(args: argparse.Namespace, concurrency: int) -> int:
+    return args.warmup if args.warmup is not None else max(8, 2 * concurrency)
+
+
+def _budget(args: argparse.Namespace) -> float:
+    if args.timeout is not None:
+        return float(args.timeout)
+    runs: int = len(args.concurrencies) * len(shapes(args.shape)) * (1 if args.soak else 3)
+    jobs: int = args.jobs
+    return 300.0 + runs * (jobs + 40) * 0.5  # generous: 2 jobs/s would still finish
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, backing: Backing, workdir: Path) -> None:
+        self.args = args
+        self.backing = backing
+        self.workdir = workdir
+        self.rows: list[dict[str, Any]] = []
+        self.soak: list[dict[str, float]] = []
+
+    async def run(self) -> None:
+        for concurrency in self.args.concurrencies:
+            services = await self.service(concurrency)
+            for shape in shapes(self.args.shape):
+                row: dict[str, Any] = {"shape": shape, "concurrency": concurrency,
+                                       "service": services[shape].summary()}
+                for mode in self._floor_modes():
+                    floor = await self.floor(shape, concurrency, mode)
+                    row.setdefault("floor", floor.summary())
+                    row[f"floor_{mode}"] = floor.summary()
+                self.rows.append(row)
+
+    def _floor_modes(self) -> list[str]:
+        if self.args.soak or self.args.floor == "none":
+            return []
+        return list(MODES) if self.args.floor == "both" else [self.args.floor]
+
+    async def service(self, concurrency: int) -> dict[str, Measurement]:
+        env = {**self.backing.service_env(), "MAX_CONCURRENT_JOBS": str(concurrency)}
+        if self.args.service_src is not None:
+            path = [str(self.args.service_src.resolve()), os.environ.get("PYTHONPATH", "")]
+            env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
+        serve = ServeProcess(env, self.workdir / f"serve-c{concurrency}.log")
+        driver = NatsDriver(self.backing, self.args.job_timeout)
+        results: dict[str, Measurement] = {}
+        await serve.start()
+        try:
+            await driver.start()
+            for shape in shapes(self.args.shape):
+                template = shape_template(shape)
+                prefix = f"{self.backing.job_prefix}svc-{shape}-c{concurrency}-"
+                warm = [f"{prefix}warmup-{i}" for i in range(_warmup(self.args, concurrency))]
+                await driver.measure(f"warm-up {shape} C={concurrency}", shape, template, warm,
+                                     concurrency, serve.pid)
+                ids = [f"{prefix}{i}" for i in range(self.args.jobs)]
+                label = f"service {shape} C={concurrency}"
+                with recording(serve.pid, self._profile_file(f"serve-{shape}-c{concurrency}")):
+                    results[shape] = await driver.measure(
+                        label, shape, template, ids, concurrency, serve.pid,
+                        every=self._soak_sampler(serve.pid) if self.args.soak else None)
+                if results[shape].failed:
+                    raise RuntimeError(f"{results[shape].failed} job(s) failed; see "
+                                       f"{serve.log}:\n{serve.tail()}")
+        finally:
+            await driver.close()
+            code = await serve.stop()
+            if self.args.keep_logs is not None:
+                self.args.keep_logs.mkdir(parents=True, exist_ok=True)
+                shutil.copy(serve.log, self.args.keep_logs / serve.log.name)
+            if code not in (0, None):
+                logger.warning("serve exited %s", code)
+        return results
+
+    def _soak_sampler(self, pid: int) -> Any:
+        started = time.perf_counter()
+
+        def every(done: int) -> None:
+            if done % SOAK_EVERY:
+                return
+            sample = sample_process(pid)
+            elapsed = time.perf_counter() - started
+            self.soak.append({"jobs": done, "rss_mb": round(sample.rss_mb, 1),
+                              "hwm_mb": round(sample.hwm_mb, 1),
+                              "seconds": round(elapsed, 1)})
+            sys.stderr.write("\n" if sys.stderr.isatty() else "")
+            print(f"soak: {done:>6} jobs  RSS {sample.rss_mb:7.1f} MB  peak "
+                  f"{sample.hwm_mb:7.1f} MB  {elapsed:7.1f} s  {done / elapsed:6.1f} jobs/s",
+                  flush=True)
+        return every
+
+    def _profile_file(self, name: str) -> Path | None:
+        folder: Path | None = self.args.profile
+        return None if folder is None else folder / f"{name}.speedscope.json"
+
+    async def floor(self, shape: str, concurrency: int, mode: str) -> Measurement:
+        env = {**os.environ, **self.backing.service_env()}
+        prefix = f"{self.backing.job_prefix}floor-{mode}-{shape}-c{concurrency}-"
+        command = [sys.executable, "-m", "bench.floor", "--shape", shape, "--jobs",
+                   str(self.args.jobs), "--concurrency", str(concurrency), "--warmup",
+                   str(_warmup(self.args, concurrency)), "--mode", mode, "--prefix", prefix]
+        profile = self._profile_file(f"floor-{mode}-{shape}-c{concurrency}")
+        if profile is not None:
+            command += ["--profile", str(profile)]
+        proc = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT,
+                                                    stdout=asyncio.subprocess.PIPE)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(),
+                                            60 + self.args.jobs * self.args.job_timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        if proc.returncode != 0:
+            raise RuntimeError(f"the floor ({mode} {shape} C={concurrency}) failed")
+        data = json.loads(out.decode().strip().splitlines()[-1])
+        return Measurement(data["path"], shape, concurrency, data["jobs"], data["seconds"],
+                           data["latencies_ms"], data["first_event_ms"],
+                           rss_peak_mb=data["rss_peak_mb"], rss_end_mb=data["rss_end_mb"],
+                           cpu_seconds=data["cpu_seconds"],
+                           system_seconds=data["system_seconds"],
+                           main_thread_seconds=data["main_thread_seconds"],
+                           machine_busy=data["machine_busy"])
+
+    def report(self) -> dict[str, Any]:
+        return {"jobs": self.args.jobs, "concurrency": self.args.concurrencies,
+                "shape": self.args.shape, "soak": self.soak, "rows": self.rows,
+                "cpus": os.cpu_count(), "python": sys.version.split()[0],
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _cpu(data: dict[str, Any]) -> str:
+    jobs = data["jobs"]
+    text = (f"{data['cpu_seconds'] / jobs * 1000:.1f} ms "
+            f"({data['system_seconds'] / jobs * 1000:.1f} sys, "
+            f"{data['main_thread_seconds'] / jobs * 1000:.1f} main thread")
+    if data.get("client_cpu_seconds") is not None:
+        text += f"; bench client {data['client_cpu_seconds'] / jobs * 1000:.1f} ms"
+    return text + f"; machine {100 * data['machine_busy']:.0f}% busy)"
+
+
+def _print(bench: Bench) -> None:
+    if bench.rows:
+        print()
+        print(table(bench.rows))
+        print("\nCPU per job (user+system; of which system, of which the main thread):")
+        for row in bench.rows:
+            line = f"  {row['shape']} C={row['concurrency']}: service {_cpu(row['service'])}"
+            for mode in MODES:
+                floor = row.get(f"floor_{mode}")
+                if floor:
+                    line += f", floor {mode} {_cpu(floor)}"
+            print(line)
+    if bench.soak:
+        first, last = bench.soak[0], bench.soak[-1]
+        print(f"\nsoak: RSS {first['rss_mb']} MB after {first['jobs']} jobs (warm), "
+              f"{last['rss_mb']} MB after {last['jobs']} ({last['seconds']} s)")
+        if last["jobs"] > first["jobs"]:
+            slope = (last["rss_mb"] - first["rss_mb"]) / (last["jobs"] - first["jobs"]) * 1000
+            print(f"soak: {slope:+.2f} MB per 1,000 jobs after warm-up")
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    ports = Ports()
+    workdir = Path(tempfile.mkdtemp(prefix="agent-executor-bench-"))
+    state = workdir / "services"
+    tag = uuid.uuid4().hex[:8]
+    await asyncio.to_thread(start_stand_ins, ports, state)
+    try:
+        backing = await Backing.open(tag, ports)
+        try:
+            bench = Bench(args, backing, workdir)
+            try:
+                async with asyncio.timeout(_budget(args)):
+                    await bench.run()
+            finally:
+                _print(bench)
+                if args.output is not None:
+                    args.output.write_text(json.dumps(bench.report(), indent=2) + "\n")
+                    print(f"\nwrote {args.output}")
+        finally:
+            await backing.close()
+    finally:
+        await asyncio.to_thread(stop_stand_ins, ports, state)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="bench: %(message)s")
+    # the adapters this process borrows (stream creation) log as if they were the service
+    logging.getLogger("agent_executor").setLevel(logging.ERROR)
+    try:
+        return asyncio.run(main_async(args))
+    except KeyboardInterrupt:
+        return 130
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        print(f"bench: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
