@@ -220,8 +220,7 @@ class ThrowawayRedis:
 @pytest.fixture
 async def throwaway_redis() -> AsyncIterator[ThrowawayRedis]:
     binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
+    assert binary is not None, "redis-server is not installed"
     server = ThrowawayRedis(binary)
     await server.start()
     try:

@@ -34,8 +34,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[ThrowawayNats]:
-    if shutil.which("nats-server") is None:
-        pytest.skip("nats-server is not installed")
+    assert shutil.which("nats-server"), "nats-server is not installed"
     nats_server = ThrowawayNats(tmp_path / "jetstream")
     await nats_server.start()
     try:
@@ -175,3 +174,19 @@ async def test_connect_gives_up_with_dependency_unavailable() -> None:
     with pytest.raises(DependencyUnavailable, match="not reachable"):
         await NatsConnection.connect(f"nats://127.0.0.1:{free_port()}",
                                      connect_timeout_seconds=0.5)
+
+
+async def test_the_consumer_follows_the_deployed_ack_wait_and_max_deliver(world: World) -> None:
+    from agent_executor.adapters.nats.streams import (
+        consumer_config,
+        intake_stream_config,
+    )
+    await world.js.add_stream(intake_stream_config(world.settings))
+    deployed = consumer_config(world.settings)
+    deployed.ack_wait, deployed.max_deliver = 9.0, 3
+    await world.js.add_consumer(world.settings.stream_name, deployed)
+
+    consumer = await world.consumer()
+
+    assert consumer.max_deliver == 3
+    assert consumer.progress_interval == 3.0

@@ -72,7 +72,9 @@ class NatsJobConsumer:
         self._retry = retry or RetryPolicy()
         self._max_event_bytes = max_event_bytes
         self._fetch_timeout = fetch_timeout_seconds
+        self._fixed_progress_interval = progress_interval_seconds
         self._progress_interval = progress_interval_seconds or settings.ack_wait_seconds / 3
+        self._max_deliver = settings.max_deliver
         self._check_interval = consumer_check_seconds
         self._sub: JetStreamContext.PullSubscription | None = None
         self._loop: asyncio.Task[None] | None = None
@@ -86,6 +88,16 @@ class NatsJobConsumer:
     def running(self) -> bool:
         """The fetch loop is alive (started and neither stopped nor crashed)."""
         return self._loop is not None and not self._loop.done()
+
+    @property
+    def max_deliver(self) -> int:
+        """Deliveries the bound consumer allows (-1: unlimited)."""
+        return self._max_deliver
+
+    @property
+    def progress_interval(self) -> float:
+        """Seconds between in-progress acks of a running job's message."""
+        return self._progress_interval
 
     @property
     def in_flight(self) -> int:
@@ -146,7 +158,8 @@ class NatsJobConsumer:
         if self._create_streams:
             await ensure_local_streams(self._js, self._settings,
                                        status_stream=self._status_stream)
-        await self.consumer_info()  # production: the consumer must exist
+        info = await self.consumer_info()  # production: the consumer must exist
+        self._adopt(info)
         old, self._sub = self._sub, None
         if old is not None:
             with contextlib.suppress(*NATS_ERRORS):
@@ -155,6 +168,15 @@ class NatsJobConsumer:
                                                        stream=self._settings.stream_name)
         logger.info("consuming jobs from %s (consumer %s)", self._settings.stream_name,
                     self._settings.consumer_group)
+
+    def _adopt(self, info: ConsumerInfo) -> None:
+        """Follow the consumer as deployed: its ack wait paces the in-progress acks and
+        its max deliver decides the last delivery, whatever the defaults say."""
+        ack_wait, max_deliver = info.config.ack_wait, info.config.max_deliver
+        if ack_wait and self._fixed_progress_interval is None:
+            self._progress_interval = float(ack_wait) / 3
+        if max_deliver is not None:
+            self._max_deliver = max_deliver
 
     async def _fetch_forever(self) -> None:
         failures = 0
@@ -249,7 +271,7 @@ class NatsJobConsumer:
 
     async def _settle_error(self, msg: Msg, exc: Exception, delivered: int,
                             job: Job | None) -> None:
-        decision = settle(exc, delivered, self._settings.max_deliver, self._retry)
+        decision = settle(exc, delivered, self._max_deliver, self._retry)
         identity = (job.job_id, job.trace_id) if job else job_identity(msg.headers, msg.data)
         log = {"job_id": identity[0], "trace_id": identity[1]} if identity else {}
         self._metrics.nats_messages_failed_total.inc()
@@ -260,7 +282,7 @@ class NatsJobConsumer:
             logger.info("job is running elsewhere (delivery %d)", delivered, extra=log)
         elif isinstance(exc, DependencyUnavailable):
             logger.warning("job not finished, %s (delivery %d of %d): %s", decision.outcome,
-                           delivered, self._settings.max_deliver, exc, extra=log)
+                           delivered, self._max_deliver, exc, extra=log)
         else:
             logger.error("job handling failed, %s (delivery %d)", decision.outcome, delivered,
                          exc_info=exc, extra=log)
