@@ -142,3 +142,21 @@ async def test_lease_is_renewed_while_the_job_runs() -> None:
     await asyncio.wait_for(renewed(), 2)
     world.runtime.gate.set()
     assert (await run).status == "completed"
+
+
+async def test_a_ledger_that_stops_answering_stops_the_run_before_the_lease_can_expire(
+) -> None:
+    world = World(lease_seconds=0.3)
+    world.runtime.gate = asyncio.Event()  # the job would run forever
+    hang = asyncio.Event()
+
+    async def renew_hangs(job_id: str, owner: str, lease_seconds: float) -> None:
+        await hang.wait()  # e.g. PostgreSQL restarting: no answer, no error
+    world.ledger.renew = renew_hangs  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    with pytest.raises(DependencyUnavailable, match="lease could not be renewed"):
+        await world.execute.execute(make_job(), "nats")
+    assert loop.time() - started < 0.3  # stopped while the lease was still ours
+    assert world.publisher.published == []

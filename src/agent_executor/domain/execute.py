@@ -107,7 +107,8 @@ class ExecuteJob:
         except BaseException:
             renewer.cancel()
             with contextlib.suppress(Exception):
-                await self._ledger.release(job.job_id, self.owner)
+                async with asyncio.timeout(self.lease_seconds / 3):
+                    await self._ledger.release(job.job_id, self.owner)
             raise
         renewer.cancel()
         await self._publisher.publish(result)
@@ -168,19 +169,27 @@ class ExecuteJob:
                                 ErrorInfo.from_failure(failure), duration_ms)
 
     async def _keep_lease(self, job_id: str) -> None:
-        """Renew every third of the lease; a failed renewal is retried until the lease
-        would have expired, then the run is stopped (another worker may take over)."""
+        """Renew every third of the lease. The run must stop before the lease can
+        expire in the ledger, or another worker could take the job over while this one
+        still runs it: so each renewal, however long the ledger takes to answer, is
+        bounded by a deadline a third of a lease short of the last known expiry, and
+        missing it stops the run."""
         interval = self.lease_seconds / 3
-        last_ok = time.monotonic()
+        deadline = time.monotonic() + self.lease_seconds - interval
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+            attempt = time.monotonic()
             try:
-                await self._ledger.renew(job_id, self.owner, self.lease_seconds)
-                last_ok = time.monotonic()
-            except DependencyUnavailable:
-                if time.monotonic() - last_ok > self.lease_seconds - interval:
-                    raise
-                logger.warning("lease renewal failed; retrying", extra={"job_id": job_id})
+                async with asyncio.timeout(max(0.0, deadline - attempt)):
+                    await self._ledger.renew(job_id, self.owner, self.lease_seconds)
+                deadline = attempt + self.lease_seconds - interval
+            except (DependencyUnavailable, TimeoutError) as exc:
+                if time.monotonic() >= deadline:
+                    raise DependencyUnavailable(
+                        f"the job's lease could not be renewed in time ({exc or 'no answer'}); "
+                        "stopping so that no other worker runs it at the same time") from exc
+                logger.warning("lease renewal failed (%s); retrying", exc,
+                               extra={"job_id": job_id})
 
 
 def _end_data(result: JobResult) -> Mapping[str, Any]:
