@@ -31,10 +31,10 @@ from agent_executor.adapters.nats.streams import ensure_local_streams
 from agent_executor.domain.errors import DependencyUnavailable
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.job import Job
-from agent_executor.domain.result import AgentOutput, JobRecord
+from agent_executor.domain.result import JobRecord
 from agent_executor.ports.events import EventStream
 from agent_executor.ports.ledger import JobLedger
-from agent_executor.ports.runtime import EventSink
+from tests.unit.fakes import FakeRuntime as ScriptedRuntime  # the same fake, shared
 
 NAMES = EventNames()
 
@@ -53,32 +53,6 @@ async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool],
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.02)
-
-
-class ScriptedRuntime:
-    """An `AgentRuntime` that streams `tokens`, then answers; it can wait for `gate`
-    (a slow job) or raise `error` (a failing job)."""
-
-    def __init__(self, tokens: tuple[str, ...] = ("Hello", " world"),
-                 error: Exception | None = None) -> None:
-        self.tokens = tokens
-        self.error = error
-        self.gate: asyncio.Event | None = None
-        self.calls: list[str] = []
-        self.started = asyncio.Event()
-
-    async def run(self, job: Job, emit: EventSink) -> AgentOutput:
-        self.calls.append(job.job_id)
-        self.started.set()
-        for token in self.tokens:
-            await emit("on_llm_stream", {"agent": "Orchestrator", "content": token})
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.error is not None:
-            raise self.error
-        text = "".join(self.tokens)
-        return AgentOutput(text, {"/out.md": text}, [{"role": "user", "content": "hi"},
-                                                     {"role": "assistant", "content": text}])
 
 
 class BrokenLedger:
