@@ -241,10 +241,11 @@ def _print(bench: Bench) -> None:
 async def main_async(args: argparse.Namespace) -> int:
     ports = Ports()
     workdir = Path(tempfile.mkdtemp(prefix="agent-executor-bench-"))
+    workdir.chmod(0o755)  # a PostgreSQL stand-in runs as `postgres` under it
     state = workdir / "services"
     tag = uuid.uuid4().hex[:8]
-    await asyncio.to_thread(start_stand_ins, ports, state)
     try:
+        await asyncio.to_thread(start_stand_ins, ports, state)
         backing = await Backing.open(tag, ports)
         try:
             bench = Bench(args, backing, workdir)

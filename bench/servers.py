@@ -89,12 +89,6 @@ class Backing:
     @classmethod
     async def open(cls, tag: str, ports: Ports) -> Backing:
         database = f"bench_{tag}"
-        admin = await asyncpg.connect(host=HOST, port=ports.postgres, user="postgres",
-                                      database="postgres", timeout=10)
-        try:
-            await admin.execute(f'CREATE DATABASE "{database}"')
-        finally:
-            await admin.close()
         # trust auth ignores the password; the production profile requires one.
         postgres = PostgresSettings(host=HOST, port=ports.postgres, database=database,
                                     user="postgres", password="bench", schema="public")
@@ -105,6 +99,16 @@ class Backing:
                                 status_subject_prefix=f"bench{tag}.status")
         status_stream = f"BENCH_{tag.upper()}_STATUS"
         nc = await nats.connect(settings.url, connect_timeout=5, max_reconnect_attempts=5)
+        try:
+            admin = await asyncpg.connect(host=HOST, port=ports.postgres, user="postgres",
+                                          database="postgres", timeout=10)
+            try:
+                await admin.execute(f'CREATE DATABASE "{database}"')
+            finally:
+                await admin.close()
+        except BaseException:
+            await nc.close()
+            raise
         backing = cls(tag, ports, postgres, settings, status_stream, nc,
                       aioredis.Redis(host=HOST, port=ports.dragonfly, socket_timeout=10))
         try:
