@@ -185,9 +185,10 @@ class Bench:
         try:
             out, _ = await asyncio.wait_for(proc.communicate(),
                                             60 + self.args.jobs * self.args.job_timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        except BaseException:  # a timeout, or the run's budget cancelling it
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
             raise
         if proc.returncode != 0:
             raise RuntimeError(f"the floor ({mode} {shape} C={concurrency}) failed")

@@ -63,6 +63,14 @@ class ServeProcess:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "agent_executor", "serve"],
                                          env=self.env, stdout=log, stderr=log, cwd=ROOT)
+        try:
+            await self._wait_ready(timeout)
+        except BaseException:
+            await self.stop(timeout=5)
+            raise
+
+    async def _wait_ready(self, timeout: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient() as client:
             while True:
