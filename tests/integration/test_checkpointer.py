@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import operator
 from typing import Annotated, TypedDict
 
 import asyncpg
 from langgraph.graph import END, START, StateGraph
+from psycopg_pool import AsyncConnectionPool
 
 from agent_executor.adapters.config import PostgresSettings
-from agent_executor.adapters.postgres.checkpointer import PostgresCheckpointStore, pool_sizes
+from agent_executor.adapters.postgres.checkpointer import (
+    PostgresCheckpointStore,
+    create_checkpoint_pool,
+    pool_sizes,
+)
 from agent_executor.adapters.postgres.pool import quote_ident
 from tests.integration.conftest import PostgresDatabase
 from tests.integration.test_migrations import migrated
@@ -72,3 +78,39 @@ async def test_saver_round_trips_checkpoints(postgres_db: PostgresDatabase) -> N
 
 async def test_saver_uses_the_configured_schema(postgres_db: PostgresDatabase) -> None:
     await _round_trip(postgres_db, 'check "points" here')
+
+
+async def test_a_connection_is_pinged_only_after_sitting_idle_and_a_dead_one_is_replaced(
+        postgres_db: PostgresDatabase, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pings: list[int] = []
+    real_check = AsyncConnectionPool.check_connection
+
+    async def counting(conn):  # type: ignore[no-untyped-def]
+        pings.append(conn.info.backend_pid)
+        await real_check(conn)
+
+    monkeypatch.setattr(AsyncConnectionPool, "check_connection", staticmethod(counting))
+    pool = create_checkpoint_pool(_settings(postgres_db, "public"), max_concurrent_jobs=1,
+                                  check_after_idle=0.3)
+    await pool.open(wait=True)
+    try:
+        await pool.resize(1, 1)  # one connection, so every checkout takes the same one
+        for _ in range(5):  # back to back: pinged once, on the first checkout
+            async with pool.connection() as conn:
+                pid = conn.info.backend_pid
+        assert pings == [pid]
+        # After the idle time the next checkout pings it; a backend killed meanwhile
+        # is found dead by that ping and replaced before the connection is handed out.
+        admin = await asyncpg.connect(postgres_db.dsn)
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.4)  # past check_after_idle: the idle time under test
+        async with pool.connection() as conn:
+            row = await (await conn.execute("SELECT 1 AS one")).fetchone()
+            assert row is not None and row["one"] == 1
+            assert conn.info.backend_pid != pid
+        assert pings[:2] == [pid, pid] and len(pings) == 3  # the dead one, then the new one
+    finally:
+        await pool.close()

@@ -34,7 +34,8 @@ def pool_sizes(max_concurrent_jobs: int) -> tuple[int, int]:
 def create_checkpoint_pool(settings: PostgresSettings, *, max_concurrent_jobs: int,
                            max_lifetime: float = MAX_LIFETIME_SECONDS,
                            max_idle: float = MAX_IDLE_SECONDS,
-                           timeout: float = CONNECTION_WAIT_SECONDS) -> CheckpointPool:
+                           timeout: float = CONNECTION_WAIT_SECONDS,
+                           check_after_idle: float = CHECK_AFTER_IDLE_SECONDS) -> CheckpointPool:
     """A closed pool, opened by `PostgresCheckpointStore.open`.
 
     Connections idle for more than `CHECK_AFTER_IDLE_SECONDS` are checked on
@@ -52,36 +53,41 @@ def create_checkpoint_pool(settings: PostgresSettings, *, max_concurrent_jobs: i
         # Only when needed: PgBouncer refuses the `options` start-up parameter
         # unless it is listed in ignore_startup_parameters.
         kwargs["options"] = f"-c search_path={_options_value(quote_ident(settings.schema))}"
-    idle = IdleCheck()
+    idle = IdleCheck(check_after_idle)
     return AsyncConnectionPool(
         settings.dsn(), connection_class=AsyncConnection[DictRow], kwargs=kwargs,
         min_size=min_size, max_size=max_size, open=False,
-        check=idle.check, reset=idle.returned,
+        check=idle.check,
         max_lifetime=max_lifetime, max_idle=max_idle, timeout=timeout,
         name="agent-executor-checkpoints",
     )
 
 
 class IdleCheck:
-    """The pool's `check` and `reset` callbacks: a connection is pinged on checkout
-    only when it sat in the pool longer than `after_seconds` (when a restart or a
-    dropped socket would have broken it unnoticed). One returned moments ago is
-    handed out as is: the saver checks a connection out for every checkpoint read
-    and write, dozens per job, and a ping each time doubled the round trips. A
-    connection that breaks in use is discarded by the pool on its return."""
+    """The pool's `check` callback: a connection is pinged on checkout only when its
+    previous checkout was more than `after_seconds` ago (so it may have sat idle
+    long enough for a restart or a dropped socket to break it unnoticed). One
+    used moments ago is handed out as is: the saver checks a connection out for
+    every checkpoint read and write, dozens per job, and a ping each time doubled
+    the round trips. A connection that breaks in use is discarded by the pool on
+    its return.
+
+    Timed from the checkout, not the return: a `reset` callback would tell the
+    return, but psycopg_pool then hands every returned connection to its worker
+    task instead of putting it back at once (a task switch per checkpoint write,
+    and the connection unavailable meanwhile)."""
 
     def __init__(self, after_seconds: float = CHECK_AFTER_IDLE_SECONDS) -> None:
         self.after_seconds = after_seconds
-        self._returned_at: weakref.WeakKeyDictionary[AsyncConnection[DictRow], float] = (
+        self._checked_out_at: weakref.WeakKeyDictionary[AsyncConnection[DictRow], float] = (
             weakref.WeakKeyDictionary())
 
-    async def returned(self, conn: AsyncConnection[DictRow]) -> None:
-        self._returned_at[conn] = time.monotonic()
-
     async def check(self, conn: AsyncConnection[DictRow]) -> None:
-        returned = self._returned_at.get(conn)
-        if returned is None or time.monotonic() - returned > self.after_seconds:
+        now = time.monotonic()
+        previous = self._checked_out_at.get(conn)
+        if previous is None or now - previous > self.after_seconds:
             await AsyncConnectionPool.check_connection(conn)
+        self._checked_out_at[conn] = now
 
 
 class PostgresCheckpointStore:
