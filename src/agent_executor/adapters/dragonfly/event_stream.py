@@ -27,6 +27,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from agent_executor.adapters.config import DragonflySettings
 from agent_executor.adapters.dragonfly.writer import (
+    APPEND_SCRIPT,
     DRIVER_ERRORS,
     DragonflyEventWriter,
     StreamKeys,
@@ -56,6 +57,7 @@ class DragonflyEventStream:
         self._poll_seconds = poll_seconds
         self._limits = WriterLimits(replay_ttl_seconds=replay_ttl_seconds, max_batch=max_batch,
                                     max_buffered=max_buffered)
+        self._append = client.register_script(APPEND_SCRIPT)
 
     @classmethod
     def from_settings(cls, settings: DragonflySettings, metrics: PrometheusMetrics,
@@ -75,7 +77,7 @@ class DragonflyEventStream:
 
     async def writer(self, job_id: str, trace_id: str) -> DragonflyEventWriter:
         return DragonflyEventWriter(self._client, self.keys(job_id), job_id, trace_id,
-                                    self._metrics, self._limits)
+                                    self._metrics, self._limits, self._append)
 
     async def follow(self, job_id: str, after_seq: int = 0, *,
                      live: bool = True) -> AsyncIterator[StreamEvent]:

@@ -1,8 +1,9 @@
 """`DragonflyEventWriter`: one job's events, buffered and pipelined to Dragonfly.
 
 `emit` only serialises the event and appends it to a buffer; a flusher task
-per writer sends whatever has accumulated in one MULTI/EXEC round trip
-(RPUSH to the replay buffer, one PUBLISH per event, the `seq` counter, TTLs).
+per writer sends whatever has accumulated in one round trip: one Lua script
+(`APPEND_SCRIPT`: RPUSH to the replay buffer, one PUBLISH per event, the `seq`
+counter, TTLs), atomic like MULTI/EXEC but one command instead of one per event.
 Tokens that arrive faster than a round trip are therefore batched by
 themselves, and a slow or missing Dragonfly never blocks the job.
 
@@ -10,7 +11,7 @@ themselves, and a slow or missing Dragonfly never blocks the job.
 replay buffer, so what reaches Dragonfly is numbered 1, 2, ... without gaps
 across resumes and replicas (the ledger lease keeps one writer per job). A
 batch that cannot be sent is dropped and counted; the counter is read again
-before the next one, because a failed EXEC may or may not have been applied
+before the next one, because a failed call may or may not have been applied
 (and a restarted Dragonfly may have lost it: seq then goes on from what this
 writer last sent).
 """
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from agent_executor.adapters.metrics import PrometheusMetrics
@@ -36,6 +38,22 @@ logger = logging.getLogger(__name__)
 
 # What a flush can raise when Dragonfly is down, slow or restarting.
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+
+
+# One round trip and one command per batch, applied atomically (all or nothing, so
+# `seq` never moves without its events): the events onto the replay buffer, each
+# published, then the counter and the TTLs. KEYS: replay list, seq counter (both
+# declared, as Dragonfly requires of scripts); ARGV: last seq, TTL, channel, events.
+# `table.unpack or unpack`: Lua 5.4 (Dragonfly) or 5.1 (Redis).
+APPEND_SCRIPT = """
+redis.call('RPUSH', KEYS[1], (table.unpack or unpack)(ARGV, 4))
+for i = 4, #ARGV do
+  redis.call('PUBLISH', ARGV[3], ARGV[i])
+end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return #ARGV - 3
+"""
 
 
 @dataclass(frozen=True)
@@ -65,7 +83,8 @@ class DragonflyEventWriter:
     """Implements `EventWriter` for one job; see the module docstring."""
 
     def __init__(self, client: Redis, keys: StreamKeys, job_id: str, trace_id: str,
-                 metrics: PrometheusMetrics, limits: WriterLimits) -> None:
+                 metrics: PrometheusMetrics, limits: WriterLimits,
+                 append: AsyncScript | None = None) -> None:
         self._client = client
         self._keys = keys
         self._limits = limits
@@ -78,6 +97,7 @@ class DragonflyEventWriter:
         self._space = asyncio.Event()
         self._space.set()
         self._flusher: asyncio.Task[None] | None = None
+        self._append = append if append is not None else client.register_script(APPEND_SCRIPT)
         self._next_seq: int | None = None  # unknown until read from Dragonfly
         self._sent_through = 0  # the last seq this writer knows reached Dragonfly
         self._sending = 0
@@ -150,14 +170,9 @@ class DragonflyEventWriter:
                 first = self._next_seq
                 payloads = [self._payload(first + i, event) for i, event in enumerate(batch)]
                 last = first + len(batch) - 1
-                ttl = self._limits.replay_ttl_seconds
-                async with self._client.pipeline(transaction=True) as pipe:
-                    pipe.rpush(self._keys.replay, *payloads)
-                    for payload in payloads:
-                        pipe.publish(self._keys.channel, payload)
-                    pipe.set(self._keys.seq, last, ex=ttl)
-                    pipe.expire(self._keys.replay, ttl)
-                    await pipe.execute()
+                await self._append(keys=[self._keys.replay, self._keys.seq],
+                                   args=[last, self._limits.replay_ttl_seconds,
+                                         self._keys.channel, *payloads])
         except DRIVER_ERRORS as exc:
             self._next_seq = None
             self._lose(len(batch), exc)
