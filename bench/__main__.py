@@ -152,19 +152,29 @@ class Bench:
 
     def _soak_sampler(self, pid: int) -> Any:
         started = time.perf_counter()
+        last = {"jobs": 0, "at": started, "cpu": sample_process(pid).cpu_seconds}
 
         def every(done: int) -> None:
             if done % SOAK_EVERY:
                 return
             sample = sample_process(pid)
-            elapsed = time.perf_counter() - started
+            now = time.perf_counter()
+            elapsed = now - started
+            window = done - last["jobs"]
+            # Per window, not cumulative: a service that slows down shows it here, and
+            # CPU per job tells whether it spends more or waits more.
+            window_rate = window / (now - last["at"])
+            window_cpu_ms = (sample.cpu_seconds - last["cpu"]) / window * 1000
+            last.update(jobs=done, at=now, cpu=sample.cpu_seconds)
             self.soak.append({"jobs": done, "rss_mb": round(sample.rss_mb, 1),
                               "hwm_mb": round(sample.hwm_mb, 1),
-                              "seconds": round(elapsed, 1)})
+                              "seconds": round(elapsed, 1),
+                              "window_jobs_per_s": round(window_rate, 1),
+                              "window_cpu_ms_per_job": round(window_cpu_ms, 1)})
             sys.stderr.write("\n" if sys.stderr.isatty() else "")
             print(f"soak: {done:>6} jobs  RSS {sample.rss_mb:7.1f} MB  peak "
-                  f"{sample.hwm_mb:7.1f} MB  {elapsed:7.1f} s  {done / elapsed:6.1f} jobs/s",
-                  flush=True)
+                  f"{sample.hwm_mb:7.1f} MB  {elapsed:7.1f} s  last {window}: "
+                  f"{window_rate:6.1f} jobs/s, {window_cpu_ms:5.1f} ms CPU/job", flush=True)
         return every
 
     def _profile_file(self, name: str) -> Path | None:

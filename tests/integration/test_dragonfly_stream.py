@@ -116,6 +116,32 @@ async def test_seq_continues_across_writers_of_one_job(stream: DragonflyEventStr
     assert [e.seq for e in await _collect(stream.follow(job_id, 3, live=False))] == [4, 5]
 
 
+async def test_a_job_s_stream_gets_one_end_however_many_writers_send_one(
+        stream: DragonflyEventStream, metrics: PrometheusMetrics) -> None:
+    """Two deliveries of a finished job whose stream lacks `end` may both repair it at
+    once; and a late writer may send `end` again. The stream keeps the first, and
+    nothing after it."""
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+    first = await stream.writer(job_id, "trace")
+    await first.emit(LLM_STREAM, _token(0))
+    await first.aclose()
+    repairs = [await stream.writer(job_id, "trace") for _ in range(2)]
+    for writer in repairs:  # both buffer `end` before either sends it
+        await writer.emit(END, {"status": "completed"})
+    await asyncio.gather(*(writer.aclose() for writer in repairs))
+    late = await stream.writer(job_id, "trace")
+    await late.emit(LLM_STREAM, _token(1))
+    await late.emit(END, {"status": "failed"})
+    await late.aclose()
+
+    events = await _collect(stream.follow(job_id, live=False))
+    assert [(e.seq, e.event_type) for e in events] == [(1, LLM_STREAM), (2, END)]
+    assert events[-1].data == {"status": "completed"}
+    assert sorted(w.published for w in [*repairs, late]) == [0, 0, 1]
+    assert sum(w.lost for w in [first, *repairs, late]) == 0
+    assert _metric(metrics, "stream_events_published_total", event_type=END) == 1
+
+
 async def test_followers_joining_mid_stream_see_every_event_once_and_end(
         stream: DragonflyEventStream) -> None:
     job_id = f"job-{uuid.uuid4().hex[:8]}"

@@ -35,6 +35,22 @@ async def test_seq_is_gapless_across_writers_and_end_terminates_replay() -> None
     assert [e.seq for e in await _collect(stream.follow("job-1", 2, live=False))] == [3]
 
 
+async def test_a_job_s_stream_keeps_its_first_end_and_nothing_after_it() -> None:
+    metrics = PrometheusMetrics()
+    stream = InProcessEventStream(metrics)
+    first = await stream.writer("job-1", "trace")
+    await first.emit(LLM_STREAM, {"agent": "a", "content": "x"})
+    await first.emit(END, {"status": "completed"})
+    await first.emit(LLM_STREAM, {"agent": "a", "content": "late"})
+    repair = await stream.writer("job-1", "trace")  # a redelivery repairing `end`
+    await repair.emit(END, {"status": "failed"})
+    events = await _collect(stream.follow("job-1", live=False))
+    assert [(e.seq, e.event_type) for e in events] == [(1, LLM_STREAM), (2, END)]
+    assert events[-1].data == {"status": "completed"}
+    assert metrics.registry.get_sample_value(
+        "agent_executor_stream_events_published_total", {"event_type": END}) == 1
+
+
 async def test_live_followers_joining_at_any_point_see_each_event_once() -> None:
     stream = InProcessEventStream(PrometheusMetrics())
     writer = await stream.writer("job-2", "trace")

@@ -32,7 +32,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from agent_executor.adapters.metrics import PrometheusMetrics
-from agent_executor.domain.events import utc_timestamp
+from agent_executor.domain.events import END, utc_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -42,32 +42,48 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutEr
 
 # One round trip and one command per batch, applied atomically (all or nothing, so
 # `seq` never moves without its events): the events onto the replay buffer, each
-# published, then the counter and the TTLs. KEYS: replay list, seq counter (both
-# declared, as Dragonfly requires of scripts); ARGV: last seq, TTL, channel, events.
+# published, then the counter and the TTLs. `end` is the last event of a job's
+# stream, once: the end marker is set with it, and nothing is appended once it is
+# there (so two deliveries of a finished job that both repair a missing `end`
+# give one, not two). KEYS: replay list, seq counter, end marker (all declared,
+# as Dragonfly requires of scripts); ARGV: last seq, TTL, channel, position of
+# `end` in the batch (0: none), events. Returns how many events were appended.
 # `table.unpack or unpack`: Lua 5.4 (Dragonfly) or 5.1 (Redis).
 APPEND_SCRIPT = """
-redis.call('RPUSH', KEYS[1], (table.unpack or unpack)(ARGV, 4))
-for i = 4, #ARGV do
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return 0
+end
+local last, n, end_at = tonumber(ARGV[1]), #ARGV - 4, tonumber(ARGV[4])
+if end_at > 0 then
+  redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
+  last = last - (n - end_at)
+  n = end_at
+end
+redis.call('RPUSH', KEYS[1], (table.unpack or unpack)(ARGV, 5, 4 + n))
+for i = 5, 4 + n do
   redis.call('PUBLISH', ARGV[3], ARGV[i])
 end
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[2], last, 'EX', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-return #ARGV - 3
+return n
 """
 
 
 @dataclass(frozen=True)
 class StreamKeys:
-    """Where one job's events live: the channel, the replay list and the `seq` counter."""
+    """Where one job's events live: the channel, the replay list, the `seq` counter and
+    the marker that its `end` was sent."""
 
     channel: str
     replay: str
     seq: str
+    end: str
 
     @classmethod
     def for_job(cls, prefix: str, job_id: str) -> StreamKeys:
         channel = f"{prefix}{job_id}"
-        return cls(channel=channel, replay=f"{channel}:events", seq=f"{channel}:seq")
+        return cls(channel=channel, replay=f"{channel}:events", seq=f"{channel}:seq",
+                   end=f"{channel}:end")
 
 
 @dataclass(frozen=True)
@@ -169,17 +185,22 @@ class DragonflyEventWriter:
                     self._next_seq = max(int(stored or 0), self._sent_through) + 1
                 first = self._next_seq
                 payloads = [self._payload(first + i, event) for i, event in enumerate(batch)]
-                last = first + len(batch) - 1
-                await self._append(keys=[self._keys.replay, self._keys.seq],
-                                   args=[last, self._limits.replay_ttl_seconds,
-                                         self._keys.channel, *payloads])
+                end_at = next((i + 1 for i, event in enumerate(batch) if event[0] == END), 0)
+                appended = int(await self._append(
+                    keys=[self._keys.replay, self._keys.seq, self._keys.end],
+                    args=[first + len(batch) - 1, self._limits.replay_ttl_seconds,
+                          self._keys.channel, end_at, *payloads]))
         except DRIVER_ERRORS as exc:
             self._next_seq = None
             self._lose(len(batch), exc)
             return
-        self._next_seq = last + 1
-        self._sent_through = last
-        self.published += len(batch)
+        if appended < len(batch):
+            logger.info("the job's stream already ended; %d event(s) after its end dropped",
+                        len(batch) - appended, extra=self._log)
+            batch = batch[:appended]
+        self._next_seq = first + appended
+        self._sent_through = first + appended - 1
+        self.published += appended
         self.batches += 1
         for event_type, count in Counter(event[0] for event in batch).items():
             self._metrics.stream_events_published_total.labels(event_type=event_type).inc(count)

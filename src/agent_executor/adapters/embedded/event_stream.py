@@ -29,12 +29,14 @@ class _JobLog:
     def __init__(self, max_events: int, now: float) -> None:
         self.events: deque[StreamEvent] = deque(maxlen=max_events)
         self.last_seq = 0
+        self.ended = False
         self.touched = now
         self.changed = asyncio.Event()
 
     def append(self, event: StreamEvent, now: float) -> None:
         self.events.append(event)
         self.last_seq = event.seq
+        self.ended = self.ended or event.event_type == END
         self.touched = now
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
@@ -51,7 +53,7 @@ class InProcessEventWriter:
         self.closed = False
 
     async def emit(self, event_type: str, data: Mapping[str, Any]) -> None:
-        if self.closed:
+        if self.closed or self._log.ended:  # one `end`, always last (as in Dragonfly)
             return
         event = StreamEvent(event_type, self._job_id, self._trace_id, self._log.last_seq + 1,
                             utc_timestamp(), _json_values(data))
