@@ -1,0 +1,177 @@
+"""`python -m bench.layers`: what each layer of the service adds to a job's CPU, in one
+process, so that the machine's noise cancels out.
+
+The same compiled graph, run at the same concurrency, one layer added at a time:
+
+- `invoke`: `graph.ainvoke(..., durability="sync")` (the floor);
+- `stream`: `graph.astream` with the stream modes the runtime uses, parts drained;
+- `runtime`: `LangGraphAgentRuntime.run` (definition, thread check, translation)
+  with a sink that drops events;
+- `encode`: the same, each event serialised as the Dragonfly writer does;
+- `dragonfly`: the same through the real Dragonfly writer;
+- `execute`: `ExecuteJob.execute` (ledger claim and finish, metrics, the `end`
+  event), results handed to a publisher that drops them.
+
+All on the service's own adapters (`bootstrap.Container`, production settings)
+against the bench's backing servers (`python -m bench` explains them). CPU per
+job is this process's user+system time divided by the jobs, the minimum over
+`--rounds` interleaved rounds. What the service adds beyond `execute` (NATS,
+the HTTP server) is what `python -m bench` shows over this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agent_executor.adapters import config as cfg
+from agent_executor.adapters.dragonfly.writer import _data_json
+from agent_executor.adapters.langgraph.definition import parse_definition
+from agent_executor.adapters.langgraph.stream import STREAM_MODES
+from agent_executor.bootstrap import Container
+from agent_executor.domain.events import utc_timestamp
+from agent_executor.domain.execute import ExecuteJob
+from agent_executor.domain.job import parse_job
+from agent_executor.domain.result import JobResult
+from bench.jobs import job_data, shape_template
+from bench.servers import Backing, Ports, start_stand_ins, stop_stand_ins
+
+LAYERS = ("invoke", "stream", "runtime", "encode", "dragonfly", "execute")
+
+
+class _DroppedResults:
+    async def publish(self, result: JobResult) -> None:
+        return None
+
+
+async def _drop(event_type: str, data: Mapping[str, Any]) -> None:
+    return None
+
+
+async def measure(backing: Backing, shape: str, concurrency: int, jobs: int,
+                  rounds: int) -> dict[str, list[float]]:
+    env = {**backing.service_env(), "MAX_CONCURRENT_JOBS": str(concurrency)}
+    container = Container(settings=cfg.load_settings(env))
+    ledger = await container.ledger()
+    events = await container.events()
+    runtime = await container.runtime()
+    execute = ExecuteJob(ledger, runtime, events, _DroppedResults(), container.metrics(),
+                         owner="bench-layers", max_concurrent=concurrency,
+                         job_timeout_seconds=120)
+    template = shape_template(shape)
+    definition = parse_definition(template["agent_definition"], runtime.registry.names())
+    graph = (await runtime.compiler.acompile(definition)).graph
+    messages = template["input_payload"]["messages"]
+
+    async def one(layer: str, job_id: str) -> None:
+        config: Any = {"configurable": {"thread_id": job_id}}
+        state = {"messages": [dict(m) for m in messages]}
+        if layer == "invoke":
+            await graph.ainvoke(state, config, durability="sync")
+            return
+        if layer == "stream":
+            async for _ in graph.astream(state, config, stream_mode=[*STREAM_MODES, "values"],
+                                         subgraphs=True, version="v2", durability="sync"):
+                pass
+            return
+        job = parse_job(job_data(template, job_id))
+        if layer == "runtime":
+            await runtime.run(job, _drop)
+        elif layer == "encode":
+            encoded: list[tuple[str, str, str]] = []
+
+            async def encode(event_type: str, data: Mapping[str, Any]) -> None:
+                encoded.append((event_type, utc_timestamp(), _data_json(data)))
+            await runtime.run(job, encode)
+        elif layer == "dragonfly":
+            writer = await events.writer(job_id, job.trace_id)
+            try:
+                await runtime.run(job, writer.emit)
+            finally:
+                await writer.aclose()
+        else:
+            await execute.execute(job, "nats")
+
+    async def batch(layer: str, count: int) -> None:
+        slots = asyncio.Semaphore(concurrency)
+
+        async def run(job_id: str) -> None:
+            async with slots:
+                await one(layer, job_id)
+        await asyncio.gather(*(run(f"{backing.job_prefix}{layer}-{uuid.uuid4().hex[:12]}")
+                               for _ in range(count)))
+
+    try:
+        for layer in LAYERS:  # warm-up: caches, pools, the allocator
+            await batch(layer, max(8, 2 * concurrency))
+        gc.freeze()  # as `serve` does once started
+        cpu: dict[str, list[float]] = {layer: [] for layer in LAYERS}
+        for _ in range(rounds):
+            for layer in LAYERS:
+                started = time.process_time()
+                await batch(layer, jobs)
+                cpu[layer].append((time.process_time() - started) / jobs * 1000)
+        return cpu
+    finally:
+        await container.shutdown_resources()  # type: ignore[misc]
+
+
+def _print(shape: str, concurrency: int, cpu: dict[str, list[float]]) -> None:
+    print(f"\n{shape} C={concurrency}: CPU ms per job (min of {len(cpu['invoke'])} rounds), "
+          "and what each layer adds to the one before")
+    previous: float | None = None
+    for layer in LAYERS:
+        best = min(cpu[layer])
+        added = "" if previous is None else f"{best - previous:+6.2f}"
+        rounds = " ".join(f"{value:.1f}" for value in cpu[layer])
+        print(f"  {layer:10s} {best:6.2f} {added:>7s}   rounds: {rounds}")
+        previous = best
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    ports = Ports()
+    workdir = Path(tempfile.mkdtemp(prefix="agent-executor-layers-"))
+    workdir.chmod(0o755)  # a PostgreSQL stand-in runs as `postgres` under it
+    state = workdir / "services"
+    try:
+        await asyncio.to_thread(start_stand_ins, ports, state)
+        backing = await Backing.open(uuid.uuid4().hex[:8], ports)
+        try:
+            for shape in args.shapes:
+                cpu = await measure(backing, shape, args.concurrency, args.jobs, args.rounds)
+                _print(shape, args.concurrency, cpu)
+        finally:
+            await backing.close()
+    finally:
+        await asyncio.to_thread(stop_stand_ins, ports, state)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.layers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", choices=("single", "team", "both"), default="single")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--jobs", type=int, default=96, help="jobs per layer and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.concurrency < 1 or args.jobs < 1 or args.rounds < 1:
+        parser.error("--concurrency, --jobs and --rounds must be >= 1")
+    args.shapes = ["single", "team"] if args.shape == "both" else [args.shape]
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
