@@ -9,9 +9,7 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from bench.floor import MODES
 from bench.jobs import ROOT, shape_template, shapes
 from bench.profile import py_spy, recording
 from bench.report import Measurement, table
-from bench.servers import Backing, Ports, sample_process, start_stand_ins, stop_stand_ins
+from bench.servers import Backing, backing_servers, sample_process
 from bench.service import NatsDriver, ServeProcess
 
 logger = logging.getLogger("bench")
@@ -250,29 +248,16 @@ def _print(bench: Bench) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    ports = Ports()
-    workdir = Path(tempfile.mkdtemp(prefix="agent-executor-bench-"))
-    workdir.chmod(0o755)  # a PostgreSQL stand-in runs as `postgres` under it
-    state = workdir / "services"
-    tag = uuid.uuid4().hex[:8]
-    try:
-        await asyncio.to_thread(start_stand_ins, ports, state)
-        backing = await Backing.open(tag, ports)
+    async with backing_servers("agent-executor-bench-") as (backing, workdir):
+        bench = Bench(args, backing, workdir)
         try:
-            bench = Bench(args, backing, workdir)
-            try:
-                async with asyncio.timeout(_budget(args)):
-                    await bench.run()
-            finally:
-                _print(bench)
-                if args.output is not None:
-                    args.output.write_text(json.dumps(bench.report(), indent=2) + "\n")
-                    print(f"\nwrote {args.output}")
+            async with asyncio.timeout(_budget(args)):
+                await bench.run()
         finally:
-            await backing.close()
-    finally:
-        await asyncio.to_thread(stop_stand_ins, ports, state)
-        shutil.rmtree(workdir, ignore_errors=True)
+            _print(bench)
+            if args.output is not None:
+                args.output.write_text(json.dumps(bench.report(), indent=2) + "\n")
+                print(f"\nwrote {args.output}")
     return 0
 
 

@@ -25,13 +25,10 @@ import argparse
 import asyncio
 import gc
 import os
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from agent_executor.adapters import config as cfg
@@ -44,7 +41,7 @@ from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.job import parse_job
 from agent_executor.domain.result import JobResult
 from bench.jobs import job_data, shape_template
-from bench.servers import Backing, Ports, start_stand_ins, stop_stand_ins
+from bench.servers import Backing, backing_servers
 
 LAYERS = ("invoke", "stream", "runtime", "encode", "dragonfly", "execute")
 
@@ -139,22 +136,10 @@ def _print(shape: str, concurrency: int, cpu: dict[str, list[float]]) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    ports = Ports()
-    workdir = Path(tempfile.mkdtemp(prefix="agent-executor-layers-"))
-    workdir.chmod(0o755)  # a PostgreSQL stand-in runs as `postgres` under it
-    state = workdir / "services"
-    try:
-        await asyncio.to_thread(start_stand_ins, ports, state)
-        backing = await Backing.open(uuid.uuid4().hex[:8], ports)
-        try:
-            for shape in args.shapes:
-                cpu = await measure(backing, shape, args.concurrency, args.jobs, args.rounds)
-                _print(shape, args.concurrency, cpu)
-        finally:
-            await backing.close()
-    finally:
-        await asyncio.to_thread(stop_stand_ins, ports, state)
-        shutil.rmtree(workdir, ignore_errors=True)
+    async with backing_servers("agent-executor-layers-") as (backing, _):
+        for shape in args.shapes:
+            cpu = await measure(backing, shape, args.concurrency, args.jobs, args.rounds)
+            _print(shape, args.concurrency, cpu)
     return 0
 
 

@@ -10,9 +10,14 @@ Dragonfly keys of the run's jobs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +62,26 @@ def start_stand_ins(ports: Ports, state: Path) -> None:
 def stop_stand_ins(ports: Ports, state: Path) -> None:
     subprocess.run(["bash", str(ROOT / "scripts/test-services.sh"), "stop"],
                    env=_script_env(ports, state), capture_output=True, text=True, timeout=120)
+
+
+@contextlib.asynccontextmanager
+async def backing_servers(prefix: str) -> AsyncIterator[tuple[Backing, Path]]:
+    """The run's backing (stand-ins started where nothing listens on the test ports, a
+    database, streams) and a work directory; all removed afterwards."""
+    ports = Ports()
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    workdir.chmod(0o755)  # a PostgreSQL stand-in runs as `postgres` under it
+    state = workdir / "services"
+    try:
+        await asyncio.to_thread(start_stand_ins, ports, state)
+        backing = await Backing.open(uuid.uuid4().hex[:8], ports)
+        try:
+            yield backing, workdir
+        finally:
+            await backing.close()
+    finally:
+        await asyncio.to_thread(stop_stand_ins, ports, state)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @dataclass

@@ -10,9 +10,12 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import pytest
+
+from tests.integration.nats_harness import World, close_world, open_world
 
 PG_PORT = int(os.environ.get("TEST_POSTGRES_PORT", "15433"))
 DRAGONFLY_PORT = int(os.environ.get("TEST_DRAGONFLY_PORT", "16380"))
@@ -76,3 +79,13 @@ def key_prefix() -> str:
 def nats_url() -> str:
     _require("NATS JetStream", NATS_PORT)
     return f"nats://{HOST}:{NATS_PORT}"
+
+
+@pytest.fixture
+async def world(nats_url: str, tmp_path: Path) -> AsyncIterator[World]:
+    """A NATS consumer on streams of its own (tests/integration/nats_harness.py)."""
+    w = await open_world(nats_url, tmp_path)
+    try:
+        yield w
+    finally:
+        await close_world(w)

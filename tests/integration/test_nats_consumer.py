@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,15 +27,6 @@ from tests.integration.nats_harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def world(nats_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    w = await open_world(nats_url, tmp_path)
-    try:
-        yield w
-    finally:
-        await close_world(w)
 
 
 async def _one_result(world: World, status: str = "completed") -> dict[str, object]:

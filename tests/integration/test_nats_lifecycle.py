@@ -43,15 +43,6 @@ async def server(tmp_path: Path) -> AsyncIterator[ThrowawayNats]:
         await nats_server.stop()
 
 
-@pytest.fixture
-async def world(nats_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    w = await open_world(nats_url, tmp_path)
-    try:
-        yield w
-    finally:
-        await close_world(w)
-
-
 async def _results(world: World, count: int) -> list[dict[str, object]]:
     async def stored() -> bool:
         return len(await world.results()) >= count
