@@ -15,21 +15,28 @@ from tests.reliability.harness import (
 )
 
 JOBS = 300
-DELAY_MS = 40  # per model turn: a job spans several hundred ms, so kills land mid-job
-PAUSE_BETWEEN_KILLS_SECONDS = 1.5
+DELAY_MS = 100  # per model turn: a job spans several hundred ms, so kills land mid-job
+FIRST_KILL_AFTER = JOBS // 8  # finished jobs
+KILL_EVERY = JOBS // 5  # finished jobs since the last kill
 MIN_KILLS = 3
 SENT_TWICE_EVERY = 5
+PROGRESS_POLL_SECONDS = 0.1
 
 
 async def _kill_while_running(stack: Stack, observer: Observer, total: int) -> None:
-    """Alternate between the workers: SIGKILL one, restart it, pause, next."""
+    """Alternate between the workers: SIGKILL one and restart it each time another
+    fifth of the jobs has finished. Paced by progress, not by the clock, so the kills
+    land during the load however fast the service gets (with a clock, a faster
+    service finished all 300 jobs between two kills)."""
     victim = 0
-    while await observer.finished_jobs() < total:
-        await asyncio.sleep(PAUSE_BETWEEN_KILLS_SECONDS)  # pacing, not synchronisation
-        if await observer.finished_jobs() >= total:
-            return
+    next_kill = FIRST_KILL_AFTER
+    while (finished := await observer.finished_jobs()) < total:
+        if finished < next_kill:
+            await asyncio.sleep(PROGRESS_POLL_SECONDS)  # polling progress
+            continue
         await stack.kill_and_restart(victim)
         victim = 1 - victim
+        next_kill = finished + KILL_EVERY
 
 
 async def test_sigkilled_workers_neither_lose_nor_duplicate_jobs(stack: Stack) -> None:
