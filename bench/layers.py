@@ -10,13 +10,16 @@ The same compiled graph, run at the same concurrency, one layer added at a time:
 - `encode`: the same, each event serialised as the Dragonfly writer does;
 - `dragonfly`: the same through the real Dragonfly writer;
 - `execute`: `ExecuteJob.execute` (ledger claim and finish, metrics, the `end`
-  event), results handed to a publisher that drops them.
+  event), results handed to a publisher that drops them;
+- `nats`: the job published to the intake subject, run by the service's own NATS
+  consumer in this process, its result event awaited (this includes the bench's
+  publishing and receiving, about 0.2 ms a job).
 
 All on the service's own adapters (`bootstrap.Container`, production settings)
 against the bench's backing servers (`python -m bench` explains them). CPU per
 job is this process's user+system time divided by the jobs, the minimum over
-`--rounds` interleaved rounds. What the service adds beyond `execute` (NATS,
-the HTTP server) is what `python -m bench` shows over this.
+`--rounds` interleaved rounds. What `serve` adds beyond `nats` (the HTTP
+server, the process) is what `python -m bench` shows over this.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from nats.aio.msg import Msg
+
 from agent_executor.adapters import config as cfg
 from agent_executor.adapters.dragonfly.writer import _data_json
 from agent_executor.adapters.langgraph.definition import parse_definition
@@ -40,10 +45,10 @@ from agent_executor.domain.events import utc_timestamp
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.job import parse_job
 from agent_executor.domain.result import JobResult
-from bench.jobs import job_data, shape_template
+from bench.jobs import job_data, shape_template, structured_event
 from bench.servers import Backing, backing_servers
 
-LAYERS = ("invoke", "stream", "runtime", "encode", "dragonfly", "execute")
+LAYERS = ("invoke", "stream", "runtime", "encode", "dragonfly", "execute", "nats")
 
 
 class _DroppedResults:
@@ -65,6 +70,20 @@ async def measure(backing: Backing, shape: str, concurrency: int, jobs: int,
     execute = ExecuteJob(ledger, runtime, events, _DroppedResults(), container.metrics(),
                          owner="bench-layers", max_concurrent=concurrency,
                          job_timeout_seconds=120)
+    consumer = await container.consumer()
+    await consumer.start()
+    results: dict[str, asyncio.Future[None]] = {}
+
+    async def on_result(msg: Msg) -> None:
+        job_id = (msg.headers or {}).get("Nats-Msg-Id", "").rpartition(":")[0]
+        future = results.pop(job_id, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    prefix = backing.nats_settings.status_subject_prefix
+    results_sub = await backing.nc.subscribe(f"{prefix}.*", cb=on_result)
+    intake = backing.nats_settings.subject.replace("*", "layers")
+    js = backing.nc.jetstream()
     template = shape_template(shape)
     definition = parse_definition(template["agent_definition"], runtime.registry.names())
     graph = (await runtime.compiler.acompile(definition)).graph
@@ -90,6 +109,12 @@ async def measure(backing: Backing, shape: str, concurrency: int, jobs: int,
             async def encode(event_type: str, data: Mapping[str, Any]) -> None:
                 encoded.append((event_type, utc_timestamp(), _data_json(data)))
             await runtime.run(job, encode)
+        elif layer == "nats":
+            done = asyncio.get_running_loop().create_future()
+            results[job_id] = done
+            await js.publish(intake, structured_event(job_data(template, job_id)),
+                             headers={"Content-Type": "application/cloudevents+json"})
+            await asyncio.wait_for(done, 120)
         elif layer == "dragonfly":
             writer = await events.writer(job_id, job.trace_id)
             try:
@@ -120,6 +145,8 @@ async def measure(backing: Backing, shape: str, concurrency: int, jobs: int,
                 cpu[layer].append((time.process_time() - started) / jobs * 1000)
         return cpu
     finally:
+        await results_sub.unsubscribe()
+        await consumer.stop()
         await container.shutdown_resources()  # type: ignore[misc]
 
 
