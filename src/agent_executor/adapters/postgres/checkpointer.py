@@ -38,8 +38,8 @@ def create_checkpoint_pool(settings: PostgresSettings, *, max_concurrent_jobs: i
                            check_after_idle: float = CHECK_AFTER_IDLE_SECONDS) -> CheckpointPool:
     """A closed pool, opened by `PostgresCheckpointStore.open`.
 
-    Connections idle for more than `CHECK_AFTER_IDLE_SECONDS` are checked on
-    checkout (a dead one is replaced, not handed out; see `IdleCheck`),
+    A connection last checked out more than `check_after_idle` seconds ago is
+    checked on checkout (a dead one is replaced, not handed out; see `IdleCheck`),
     recycled after `max_lifetime` and dropped after `max_idle`. Prepared
     statements are off (`prepare_threshold=None`) so the pool works behind
     PgBouncer in transaction mode; autocommit and dict rows are what
