@@ -100,7 +100,7 @@ class DragonflyEventWriter:
 
     def __init__(self, client: Redis, keys: StreamKeys, job_id: str, trace_id: str,
                  metrics: PrometheusMetrics, limits: WriterLimits,
-                 append: AsyncScript | None = None) -> None:
+                 append: AsyncScript) -> None:
         self._client = client
         self._keys = keys
         self._limits = limits
@@ -113,7 +113,7 @@ class DragonflyEventWriter:
         self._space = asyncio.Event()
         self._space.set()
         self._flusher: asyncio.Task[None] | None = None
-        self._append = append if append is not None else client.register_script(APPEND_SCRIPT)
+        self._append = append  # APPEND_SCRIPT, registered once per client by the stream
         self._next_seq: int | None = None  # unknown until read from Dragonfly
         self._sent_through = 0  # the last seq this writer knows reached Dragonfly
         self._sending = 0
