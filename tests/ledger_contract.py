@@ -258,6 +258,62 @@ class LedgerContract:
         record = await ledger.get(job.job_id)
         assert record is not None and record.attempts == 2
 
+    async def test_abandon_records_an_unknown_job_finished(self, ledger: JobLedger) -> None:
+        job = make_job()
+        result = failed(job, attempts=0)
+        assert await ledger.abandon(job, "nats", result) == result
+        record = await ledger.get(job.job_id)
+        assert record is not None and record.finished and record.result == result
+        assert record.source == "nats"
+        again = await ledger.claim(job, "nats", B, LEASE)
+        assert again.result == result  # never run afterwards
+
+    async def test_abandon_of_a_finished_job_returns_its_result(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "nats", A, LEASE)
+        done = await ledger.finish(job.job_id, A, completed(job))
+        assert await ledger.abandon(job, "nats", failed(job)) == done
+
+    async def test_abandon_of_a_running_job_conflicts(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "nats", A, LEASE)
+        with pytest.raises(JobConflict):
+            await ledger.abandon(job, "nats", failed(job))
+        record = await ledger.get(job.job_id)
+        assert record is not None and not record.finished
+        await ledger.renew(job.job_id, A, LEASE)  # the runner keeps its lease
+
+    async def test_abandon_of_an_orphan_ends_it_for_every_reaper(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "nats", A, LEASE)
+        await ledger.release(job.job_id, A)
+        result = failed(job)
+        assert await ledger.abandon(job, "nats", result) == result
+        assert await ledger.claim_orphan(frozenset({"nats"}), B, LEASE) is None
+        # a late runner finds the job ended: the recorded result stands
+        assert await ledger.finish(job.job_id, A, completed(job)) == result
+
+    async def test_unpublished_results_until_marked(self, ledger: JobLedger) -> None:
+        first, second, running = make_job("first"), make_job("second"), make_job("running")
+        for job in (first, second, running):
+            await ledger.claim(job, "http", A, LEASE)
+        await ledger.finish(first.job_id, A, completed(first))
+        await ledger.finish(second.job_id, A, failed(second))
+        assert await ledger.unpublished(3600, 10) == []  # too recent: the runner publishes
+        due = await eventually(lambda: _at_least(ledger.unpublished(0, 10), 2))
+        assert [r.job_id for r in due] == ["first", "second"]
+        assert [r.job_id for r in await ledger.unpublished(0, 1)] == ["first"]
+        await ledger.mark_published(first.job_id)
+        await ledger.mark_published(running.job_id)  # unfinished: nothing to mark
+        assert [r.job_id for r in await ledger.unpublished(0, 10)] == ["second"]
+        await ledger.finish(running.job_id, A, completed(running))
+        assert [r.job_id for r in await ledger.unpublished(0, 10)] == ["second", "running"]
+
+
+async def _at_least(results: Awaitable[list[JobResult]], n: int) -> list[JobResult] | None:
+    found = await results
+    return found if len(found) >= n else None
+
 
 def _kinds(outcomes: list[Any]) -> dict[str, int]:
     kinds: dict[str, int] = {}

@@ -21,6 +21,8 @@ class FakeLedger:
         self.records: dict[str, JobRecord] = {}
         self.jobs: dict[str, Job] = {}
         self.leases: dict[str, tuple[str, datetime]] = {}
+        self.finished_at: dict[str, datetime] = {}
+        self.published: set[str] = set()
         self.down = False
 
     def _check(self) -> None:
@@ -64,7 +66,40 @@ class FakeLedger:
         self.records[job_id] = replace(record, status=result.status, result=result,
                                        updated_at=datetime.now(UTC))
         del self.leases[job_id]
+        self.finished_at[job_id] = datetime.now(UTC)
         return result
+
+    async def abandon(self, job: Job, source: str, result: JobResult) -> JobResult:
+        self._check()
+        now = datetime.now(UTC)
+        record = self.records.get(job.job_id)
+        if record is not None and record.result is not None:
+            return record.result
+        lease = self.leases.get(job.job_id)
+        if record is not None and lease is not None and lease[1] > now:
+            raise JobConflict(f"job {job.job_id} is running elsewhere")
+        if record is None:
+            record = JobRecord(job.job_id, job.trace_id, "pending", result.attempts, source,
+                               now, now)
+            self.jobs[job.job_id] = job
+        self.records[job.job_id] = replace(record, status=result.status, result=result,
+                                           updated_at=now)
+        self.leases.pop(job.job_id, None)
+        self.finished_at[job.job_id] = now
+        return result
+
+    async def mark_published(self, job_id: str) -> None:
+        self._check()
+        if self.records[job_id].result is not None:
+            self.published.add(job_id)
+
+    async def unpublished(self, older_than_seconds: float, limit: int) -> list[JobResult]:
+        self._check()
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+        due = sorted((at, job_id) for job_id, at in self.finished_at.items()
+                     if job_id not in self.published and at <= cutoff)
+        results = [self.records[job_id].result for _, job_id in due[:limit]]
+        return [r for r in results if r is not None]
 
     async def release(self, job_id: str, owner: str) -> None:
         lease = self.leases.get(job_id)
@@ -124,6 +159,8 @@ class FakeEventWriter:
 
     async def emit(self, event_type: str, data: Mapping[str, Any]) -> None:
         events = self.stream.events.setdefault(self.job_id, [])
+        if self.stream.down or (events and events[-1].event_type == END):
+            return  # lost (counted by a real writer), or after the one `end`
         events.append(StreamEvent(event_type, self.job_id, self.trace_id, len(events) + 1,
                                   utc_timestamp(), dict(data)))
         async with self.stream.changed:
@@ -137,9 +174,15 @@ class FakeEventStream:
     def __init__(self) -> None:
         self.events: dict[str, list[StreamEvent]] = {}
         self.changed = asyncio.Condition()
+        self.down = False  # writes are lost and has_end cannot tell, as in an outage
 
     async def writer(self, job_id: str, trace_id: str) -> FakeEventWriter:
         return FakeEventWriter(self, job_id, trace_id)
+
+    async def has_end(self, job_id: str) -> bool:
+        if self.down:
+            raise DependencyUnavailable("fake stream is down")
+        return any(e.event_type == END for e in self.events.get(job_id, []))
 
     async def follow(self, job_id: str, after_seq: int = 0, *,
                      live: bool = True) -> AsyncIterator[StreamEvent]:

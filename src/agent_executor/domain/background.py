@@ -1,4 +1,5 @@
-"""Jobs that run after their request was answered: `202` jobs and orphans taken over."""
+"""Jobs that run after their request was answered (`202` jobs, orphans taken over), and
+results recorded but never published (the outbox)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 
+from agent_executor.domain.capacity import Slot
 from agent_executor.domain.errors import AgentExecutorError
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.job import Job
@@ -31,25 +33,30 @@ class BackgroundJobs:
     """
 
     def __init__(self, execute: ExecuteJob, ledger: JobLedger, *,
-                 reap_interval_seconds: float | None = None) -> None:
+                 reap_interval_seconds: float | None = None,
+                 publish_after_seconds: float | None = None) -> None:
         self._execute = execute
         self._ledger = ledger
         self._interval = reap_interval_seconds or execute.lease_seconds / 2
+        # The process that records a result publishes it at once; one left unpublished
+        # this long was left by a process that died (or a bus that was down).
+        self._publish_after = publish_after_seconds if publish_after_seconds is not None \
+            else execute.lease_seconds / 2
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def running(self) -> int:
         return len(self._tasks)
 
-    def start(self, job: Job, record: JobRecord) -> None:
-        task = asyncio.create_task(self._run(job, record), name=f"job:{job.job_id}")
+    def start(self, job: Job, record: JobRecord, slot: Slot | None = None) -> None:
+        task = asyncio.create_task(self._run(job, record, slot), name=f"job:{job.job_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, job: Job, record: JobRecord) -> None:
+    async def _run(self, job: Job, record: JobRecord, slot: Slot | None) -> None:
         log = {"job_id": job.job_id, "trace_id": job.trace_id}
         try:
-            await self._execute.run_claimed(job, record)
+            await self._execute.run_claimed(job, record, slot)
         except AgentExecutorError as exc:
             logger.warning("background job left unfinished (%s: %s); it will be resumed "
                            "when its lease expires", type(exc).__name__, exc, extra=log)
@@ -57,17 +64,24 @@ class BackgroundJobs:
             logger.exception("background job crashed; it will be resumed", extra=log)
 
     async def reap_once(self) -> int:
-        """Claim orphans while there are free slots; returns how many were taken."""
+        """Deliver results recorded but never published, then claim orphans while
+        there are free slots; returns how many orphans were taken."""
+        await self._execute.outbox.flush(self._publish_after)
         taken = 0
-        while self._execute.free_slots > 0:
-            orphan = await self._ledger.claim_orphan(
-                ORPHAN_SOURCES, self._execute.owner, self._execute.lease_seconds)
+        while (slot := self._execute.capacity.reserve()) is not None:
+            try:
+                orphan = await self._ledger.claim_orphan(
+                    ORPHAN_SOURCES, self._execute.owner, self._execute.lease_seconds)
+            except BaseException:
+                slot.release()
+                raise
             if orphan is None:
+                slot.release()
                 break
             job, record = orphan
             logger.info("taking over orphaned job (attempt %d)", record.attempts,
                         extra={"job_id": job.job_id, "trace_id": job.trace_id})
-            self.start(job, record)
+            self.start(job, record, slot)
             taken += 1
         return taken
 

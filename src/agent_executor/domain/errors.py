@@ -12,6 +12,8 @@
         ├── ModelError              a model provider failed or is not configured
         ├── ToolError               a tool failed in a way the agent cannot recover from
         ├── JobTimeout              ran longer than JOB_TIMEOUT_SECONDS
+        ├── AttemptsExhausted       claimed more often than MAX_JOB_ATTEMPTS (crashes,
+        │                           takeovers): ended without running it again
         └── AgentError              anything else the agent raised
 
 `JobFailure.error_type` is the `error.type` on the wire.
@@ -77,6 +79,10 @@ class ToolError(JobFailure):
 
 class JobTimeout(JobFailure):
     """The job ran longer than JOB_TIMEOUT_SECONDS."""
+
+
+class AttemptsExhausted(JobFailure):
+    """The job was claimed more than MAX_JOB_ATTEMPTS times; it is not run again."""
 
 
 class AgentError(JobFailure):

@@ -6,19 +6,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 from agent_executor.domain import events as ev
+from agent_executor.domain.capacity import Capacity, Slot
 from agent_executor.domain.errors import (
     AgentError,
+    AttemptsExhausted,
     DependencyUnavailable,
     JobFailure,
     JobTimeout,
     LeaseLost,
 )
 from agent_executor.domain.job import Job
+from agent_executor.domain.outbox import ResultOutbox, end_data
 from agent_executor.domain.result import ErrorInfo, JobRecord, JobResult
 from agent_executor.ports.events import EventStream, EventWriter
 from agent_executor.ports.ledger import JobLedger
@@ -30,37 +31,39 @@ logger = logging.getLogger(__name__)
 
 
 class ExecuteJob:
-    """Claim the job, run (or resume) its agent, record and publish its one result.
+    """Claim the job, run (or resume) its agent, record and deliver its one result.
 
-    - A finished job is not run again: its recorded result is published again
-      and returned.
-    - Concurrency is bounded by `max_concurrent`; a claimed job waiting for a
-      slot keeps its lease alive.
+    - A finished job is not run again: its recorded result is delivered again and
+      returned.
+    - Concurrency is bounded by `capacity`; a claimed job waiting for a slot keeps
+      its lease alive.
+    - A claim past `max_attempts` ends the job `failed` (`AttemptsExhausted`)
+      without running it: a job that kills its worker cannot take the fleet down.
     - `JobFailure` from the runtime and a timeout end the job as `failed`;
       `DependencyUnavailable` and `LeaseLost` leave it unfinished (lease given
       back where possible) and propagate, so the transport retries later.
+    - Every result is recorded before it is published (`ResultOutbox`).
     """
 
     def __init__(self, ledger: JobLedger, runtime: AgentRuntime, events: EventStream,
                  publisher: ResultPublisher, metrics: JobMetrics, *, owner: str,
                  max_concurrent: int, job_timeout_seconds: float,
-                 lease_seconds: float = 30.0) -> None:
+                 lease_seconds: float = 30.0, max_attempts: int = 5) -> None:
         self._ledger = ledger
         self._runtime = runtime
         self._events = events
-        self._publisher = publisher
         self._metrics = metrics
+        self.outbox = ResultOutbox(ledger, events, publisher)
         self.owner = owner
-        self.max_concurrent = max_concurrent
+        self.capacity = Capacity(max_concurrent)
         self.job_timeout_seconds = job_timeout_seconds
         self.lease_seconds = lease_seconds
-        self._slots = asyncio.Semaphore(max_concurrent)
-        self._waiting = 0
+        self.max_attempts = max_attempts
 
     @property
     def free_slots(self) -> int:
         """Slots not taken or promised to a job already waiting for one."""
-        return max(0, self._slots._value - self._waiting)  # noqa: SLF001
+        return self.capacity.free
 
     async def execute(self, job: Job, source: str) -> JobResult:
         """Claim and run; raises `JobConflict` if the job runs elsewhere."""
@@ -70,40 +73,47 @@ class ExecuteJob:
         return await self.run_claimed(job, record)
 
     async def claim(self, job: Job, source: str) -> JobRecord:
-        """Take the job's lease. A finished job's result is published again."""
+        """Take the job's lease. A finished job's result is delivered again."""
         record = await self._ledger.claim(job, source, self.owner, self.lease_seconds)
         if record.result is not None:
             logger.info("job already %s; publishing its recorded result again",
                         record.status, extra={"job_id": job.job_id, "trace_id": job.trace_id})
-            await self._ensure_end_event(job, record.result)
-            await self._publisher.publish(record.result)
+            await self.outbox.deliver(record.result)
         return record
 
-    async def _ensure_end_event(self, job: Job, result: JobResult) -> None:
-        """A process that died between recording the result and sending `end` left the
-        stream without its last event: send it now, unless it is there already."""
-        async for event in self._events.follow(job.job_id, 0, live=False):
-            if event.event_type == ev.END:
-                return
-        writer = await self._events.writer(job.job_id, job.trace_id)
-        try:
-            await writer.emit(ev.END, _end_data(result))
-        finally:
-            await writer.aclose()
+    async def give_up(self, job: Job, source: str, error: ErrorInfo) -> JobResult:
+        """End a job that no worker runs with a `failed` result: recorded first, then
+        delivered. A finished job keeps (and delivers again) its recorded result; a
+        job running under a live lease raises `JobConflict` (it ends on its own)."""
+        record = await self._ledger.get(job.job_id)
+        if record is not None and record.result is not None:
+            await self.outbox.deliver(record.result)
+            return record.result
+        attempts = record.attempts if record is not None else 0
+        failed = JobResult.failed(job.job_id, job.trace_id, attempts, error)
+        recorded = await self._ledger.abandon(job, source, failed)
+        if recorded == failed:
+            logger.warning("gave up on the job: %s: %s", error.type, error.message,
+                           extra={"job_id": job.job_id, "trace_id": job.trace_id})
+            self._metrics.job_finished(source, failed.status, None)
+        await self.outbox.deliver(recorded)
+        return recorded
 
-    async def run_claimed(self, job: Job, record: JobRecord) -> JobResult:
-        """Run a job whose lease `claim` took; publishes and returns its result."""
+    async def run_claimed(self, job: Job, record: JobRecord,
+                          slot: Slot | None = None) -> JobResult:
+        """Run a job whose lease `claim` took, in `slot` (or one it waits for);
+        delivers and returns its result. The slot is given back either way."""
         renewer = asyncio.create_task(self._keep_lease(job.job_id))
         try:
-            self._waiting += 1
             try:
-                await self._slots.acquire()
+                if record.attempts > self.max_attempts:
+                    result = await self._exhausted(job, record)
+                else:
+                    slot = slot or await self.capacity.acquire()
+                    result = await self._run(job, record, renewer)
             finally:
-                self._waiting -= 1
-            try:
-                result = await self._run(job, record, renewer)
-            finally:
-                self._slots.release()
+                if slot is not None:
+                    slot.release()
         except BaseException:
             renewer.cancel()
             with contextlib.suppress(Exception):
@@ -111,7 +121,21 @@ class ExecuteJob:
                     await self._ledger.release(job.job_id, self.owner)
             raise
         renewer.cancel()
-        await self._publisher.publish(result)
+        await self.outbox.deliver(result)
+        return result
+
+    async def _exhausted(self, job: Job, record: JobRecord) -> JobResult:
+        failure = AttemptsExhausted(
+            f"the job was claimed {record.attempts} times, more than MAX_JOB_ATTEMPTS "
+            f"({self.max_attempts}), after its workers stopped or crashed mid-run; it is "
+            "not run again")
+        result = JobResult.failed(job.job_id, job.trace_id, record.attempts - 1,
+                                  ErrorInfo.from_failure(failure))
+        result = await self._ledger.finish(job.job_id, self.owner, result)
+        logger.warning("job failed: %s", failure.message,
+                       extra={"job_id": job.job_id, "trace_id": job.trace_id})
+        self._metrics.job_started(record.source)
+        self._metrics.job_finished(record.source, result.status, None)
         return result
 
     async def _run(self, job: Job, record: JobRecord, renewer: asyncio.Task[None]) -> JobResult:
@@ -126,7 +150,7 @@ class ExecuteJob:
             result = await self._attempt(job, record, writer, remaining, renewer)
             result = await self._ledger.finish(job.job_id, self.owner, result)
             status = result.status
-            await writer.emit(ev.END, _end_data(result))
+            await writer.emit(ev.END, end_data(result))
             logger.info("job %s after %d attempt(s)", status, result.attempts, extra=log)
             return result
         finally:
@@ -191,11 +215,3 @@ class ExecuteJob:
                 logger.warning("lease renewal failed (%s); retrying", exc,
                                extra={"job_id": job_id})
 
-
-def _end_data(result: JobResult) -> Mapping[str, Any]:
-    data: dict[str, Any] = {"status": result.status}
-    if result.output is not None:
-        data["result"] = result.output.to_data()
-    if result.error is not None:
-        data["error"] = result.error.to_data()
-    return data

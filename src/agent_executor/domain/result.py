@@ -67,12 +67,18 @@ class JobResult:
         return cls(job_id, trace_id, "failed", attempts, datetime.now(UTC),
                    error=error, duration_ms=duration_ms)
 
-    def to_data(self) -> dict[str, Any]:
-        """The result CloudEvent's `data`."""
+    def to_data(self, *, truncated: bool = False) -> dict[str, Any]:
+        """The result CloudEvent's `data`. `truncated`: without the conversation and
+        the files, pointing at `result_url` instead (CONTRACT section 6: a result too
+        large for the bus is published like this, whole in the ledger)."""
         data: dict[str, Any] = {"job_id": self.job_id, "trace_id": self.trace_id,
                                 "status": self.status}
         if self.output is not None:
-            data["result"] = self.output.to_data()
+            data["result"] = ({"output": self.output.output} if truncated
+                              else self.output.to_data())
+        if truncated:
+            data["result_truncated"] = True
+            data["result_url"] = f"/jobs/{self.job_id}"
         if self.error is not None:
             data["error"] = self.error.to_data()
         data["attempts"] = self.attempts

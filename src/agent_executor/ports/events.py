@@ -30,6 +30,11 @@ class EventStream(Protocol):
         """A writer that continues the job's `seq` where earlier attempts stopped."""
         ...
 
+    async def has_end(self, job_id: str) -> bool:
+        """Whether the job's stream holds its `end` event; raises
+        `DependencyUnavailable` when the backend cannot tell."""
+        ...
+
     def follow(self, job_id: str, after_seq: int = 0, *,
                live: bool = True) -> AsyncIterator[StreamEvent]:
         """Events with `seq > after_seq`: the replay buffer, then (if `live`) new ones

@@ -37,6 +37,26 @@ class JobLedger(Protocol):
         """
         ...
 
+    async def abandon(self, job: Job, source: str, result: JobResult) -> JobResult:
+        """Give up on a job that no worker is running: record `result` (a `failed` one)
+        without holding a lease. Returns what is recorded.
+
+        - unknown job: recorded (with its JobExecutionEvent) as finished with `result`;
+        - finished job: its recorded result, unchanged;
+        - unfinished job whose lease is free or expired: finished with `result`;
+        - unfinished job under a live lease: raises `JobConflict` (it ends on its own).
+        """
+        ...
+
+    async def mark_published(self, job_id: str) -> None:
+        """Note that the finished job's result (and its stream's `end`) went out."""
+        ...
+
+    async def unpublished(self, older_than_seconds: float, limit: int) -> list[JobResult]:
+        """Results recorded at least `older_than_seconds` ago and not marked published
+        (the outbox: a process died between recording and publishing), oldest first."""
+        ...
+
     async def release(self, job_id: str, owner: str) -> None:
         """Give the lease up now (the job stays unfinished, claimable at once)."""
         ...

@@ -79,6 +79,12 @@ class DragonflyEventStream:
         return DragonflyEventWriter(self._client, self.keys(job_id), job_id, trace_id,
                                     self._metrics, self._limits, self._append)
 
+    async def has_end(self, job_id: str) -> bool:
+        try:
+            return bool(await self._client.exists(self.keys(job_id).end))
+        except DRIVER_ERRORS as exc:
+            raise DependencyUnavailable(f"Dragonfly: {type(exc).__name__}: {exc}") from exc
+
     async def follow(self, job_id: str, after_seq: int = 0, *,
                      live: bool = True) -> AsyncIterator[StreamEvent]:
         """See `EventStream.follow`. Ends early (logged) if Dragonfly goes away; a client

@@ -82,6 +82,10 @@ class InProcessEventStream:
         return InProcessEventWriter(self._job(job_id), job_id, trace_id, self._metrics,
                                     self._clock)
 
+    async def has_end(self, job_id: str) -> bool:
+        log = self._jobs.get(job_id)
+        return log is not None and log.ended
+
     async def follow(self, job_id: str, after_seq: int = 0, *,
                      live: bool = True) -> AsyncIterator[StreamEvent]:
         log = self._job(job_id)

@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS job_ledger (
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    published_at REAL
 );
 CREATE INDEX IF NOT EXISTS job_ledger_unfinished_lease_idx
     ON job_ledger (lease_expires_at) WHERE finished_at IS NULL;
@@ -71,6 +72,22 @@ UPDATE job_ledger
        lease_expires_at = NULL, updated_at = :now
  WHERE job_id = :job_id AND lease_owner = :owner AND finished_at IS NULL
 RETURNING result"""
+_ABANDON = f"""
+INSERT INTO job_ledger (job_id, trace_id, source, status, attempts, job, result,
+                        created_at, finished_at, updated_at)
+VALUES (:job_id, :trace_id, :source, :status, :attempts, :job, :result, :now, :now, :now)
+ON CONFLICT (job_id) DO UPDATE
+   SET status = excluded.status, result = excluded.result, finished_at = :now,
+       lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+ WHERE finished_at IS NULL AND {_LEASE_FREE}
+RETURNING result"""
+_PUBLISHED = """
+UPDATE job_ledger SET published_at = :now
+ WHERE job_id = :job_id AND finished_at IS NOT NULL AND published_at IS NULL"""
+_UNPUBLISHED = """
+SELECT result FROM job_ledger
+ WHERE finished_at IS NOT NULL AND published_at IS NULL AND finished_at <= :now - :age
+ ORDER BY finished_at LIMIT :limit"""
 _RELEASE = """
 UPDATE job_ledger
    SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
@@ -112,6 +129,12 @@ class SqliteJobLedger:
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.executescript(_SCHEMA)
+            columns = {row[1] for row in await conn.execute_fetchall(
+                "PRAGMA table_info(job_ledger)")}
+            if "published_at" not in columns:  # a file from before the outbox
+                await conn.execute("ALTER TABLE job_ledger ADD COLUMN published_at REAL")
+                await conn.execute("UPDATE job_ledger SET published_at = finished_at "
+                                   "WHERE finished_at IS NOT NULL")
         except (sqlite3.Error, OSError) as exc:
             raise DependencyUnavailable(f"job ledger ({self.path}) unusable: {exc}") from exc
         self._conn = conn
@@ -151,6 +174,24 @@ class SqliteJobLedger:
             if not rows or rows[0]["result"] is None:
                 raise LeaseLost(f"job {job_id}: lease no longer held by {owner}")
         return JobResult.from_record(json.loads(rows[0]["result"]))
+
+    async def abandon(self, job: Job, source: str, result: JobResult) -> JobResult:
+        params = {"job_id": job.job_id, "trace_id": job.trace_id, "source": source,
+                  "status": result.status, "attempts": result.attempts,
+                  "job": json.dumps(job.to_data()), "result": json.dumps(result.to_record())}
+        rows = await self._fetch(_ABANDON, params)
+        if not rows:
+            rows = await self._fetch(_GET, params)
+            if not rows or rows[0]["result"] is None:
+                raise JobConflict(f"job {job.job_id} is running under another lease")
+        return JobResult.from_record(json.loads(rows[0]["result"]))
+
+    async def mark_published(self, job_id: str) -> None:
+        await self._fetch(_PUBLISHED, {"job_id": job_id})
+
+    async def unpublished(self, older_than_seconds: float, limit: int) -> list[JobResult]:
+        rows = await self._fetch(_UNPUBLISHED, {"age": older_than_seconds, "limit": limit})
+        return [JobResult.from_record(json.loads(row["result"])) for row in rows]
 
     async def release(self, job_id: str, owner: str) -> None:
         await self._fetch(_RELEASE, {"job_id": job_id, "owner": owner})

@@ -51,6 +51,23 @@ class PostgresJobLedger:
                    lease_expires_at = NULL, updated_at = now()
              WHERE job_id = $1 AND lease_owner = $2 AND finished_at IS NULL
             RETURNING result"""
+        self._abandon_sql = f"""
+            INSERT INTO {table} AS l (job_id, trace_id, source, status, attempts, job,
+                                      result, finished_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+            ON CONFLICT (job_id) DO UPDATE
+               SET status = excluded.status, result = excluded.result, finished_at = now(),
+                   lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+             WHERE l.finished_at IS NULL AND {_LEASE_FREE}
+            RETURNING result"""
+        self._published_sql = f"""
+            UPDATE {table} SET published_at = now()
+             WHERE job_id = $1 AND finished_at IS NOT NULL AND published_at IS NULL"""
+        self._unpublished_sql = f"""
+            SELECT result FROM {table}
+             WHERE finished_at IS NOT NULL AND published_at IS NULL
+               AND finished_at <= now() - make_interval(secs => $1)
+             ORDER BY finished_at LIMIT $2"""
         self._release_sql = f"""
             UPDATE {table}
                SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
@@ -122,6 +139,27 @@ class PostgresJobLedger:
                     raise LeaseLost(f"job {job_id}: lease no longer held by {owner}")
                 stored = row["result"]
         return JobResult.from_record(stored)
+
+    async def abandon(self, job: Job, source: str, result: JobResult) -> JobResult:
+        async with self._connection() as conn:
+            stored = await conn.fetchval(self._abandon_sql, job.job_id, job.trace_id, source,
+                                         result.status, result.attempts, job.to_data(),
+                                         result.to_record())
+            if stored is None:
+                row = await conn.fetchrow(self._get_sql, job.job_id)
+                if row is None or row["result"] is None:
+                    raise JobConflict(f"job {job.job_id} is running under another lease")
+                stored = row["result"]
+        return JobResult.from_record(stored)
+
+    async def mark_published(self, job_id: str) -> None:
+        async with self._connection() as conn:
+            await conn.execute(self._published_sql, job_id)
+
+    async def unpublished(self, older_than_seconds: float, limit: int) -> list[JobResult]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(self._unpublished_sql, float(older_than_seconds), limit)
+        return [JobResult.from_record(row["result"]) for row in rows]
 
     async def release(self, job_id: str, owner: str) -> None:
         async with self._connection() as conn:
