@@ -122,7 +122,8 @@ def _publisher(settings: cfg.Settings, nats: Any, names: EventNames,
         return LoggingResultPublisher(names, metrics)
     from agent_executor.adapters.nats.publisher import NatsResultPublisher
     assert settings.nats is not None
-    publisher: ResultPublisher = NatsResultPublisher(nats, settings.nats, names, metrics)
+    publisher: ResultPublisher = NatsResultPublisher(nats, settings.nats, names, metrics,
+                                                     max_event_bytes=settings.max_event_bytes)
     return publisher
 
 
@@ -141,7 +142,7 @@ def _probes(settings: cfg.Settings, ledger: JobLedger, events: EventStream, nats
             consumer: Any) -> list[ReadinessProbe]:
     probes: list[ReadinessProbe] = []
     if isinstance(ledger, PostgresJobLedger):
-        probes.append(PostgresReadinessProbe(ledger.pool))
+        probes.append(PostgresReadinessProbe(ledger.pool, ledger.schema))
     elif isinstance(ledger, SqliteJobLedger):
         probes.append(SqliteReadinessProbe(ledger))
     if settings.dragonfly is not None:
@@ -185,7 +186,8 @@ class Container(containers.DeclarativeContainer):
         ExecuteJob, ledger, runtime, events, publisher, metrics, owner=providers.Callable(_owner),
         max_concurrent=settings.provided.max_concurrent_jobs,
         job_timeout_seconds=settings.provided.job_timeout_seconds,
-        lease_seconds=settings.provided.job_lease_seconds)
+        lease_seconds=settings.provided.job_lease_seconds,
+        max_attempts=settings.provided.max_job_attempts)
     background = providers.Singleton(BackgroundJobs, execute, ledger)
     consumer = providers.Singleton(_consumer, settings, nats, execute, names, metrics)
     probes = providers.Singleton(_probes, settings, ledger, events, nats, consumer)

@@ -56,17 +56,19 @@ async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool],
 
 
 class BrokenLedger:
-    """Wraps a ledger; while `down`, every call raises `DependencyUnavailable`."""
+    """Wraps a ledger; while `down`, every call (or only those named in `only`) raises
+    `DependencyUnavailable`."""
 
-    def __init__(self, inner: JobLedger) -> None:
+    def __init__(self, inner: JobLedger, only: frozenset[str] | None = None) -> None:
         self.inner = inner
         self.down = True
+        self.only = only
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.inner, name)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            if self.down:
+            if self.down and (self.only is None or name in self.only):
                 raise DependencyUnavailable("the ledger is down (test)")
             return await method(*args, **kwargs)
         return call
@@ -121,7 +123,8 @@ class World:
                        retry: RetryPolicy | None = None, url: str | None = None,
                        lease_seconds: float = 30.0,
                        consumer_check_seconds: float = 10.0,
-                       max_event_bytes: int | None = None) -> NatsJobConsumer:
+                       max_event_bytes: int | None = None,
+                       give_up_seconds: float = 2.0) -> NatsJobConsumer:
         connection = await NatsConnection.connect(url or self.url, reconnect_wait_seconds=0.2)
         self.connections.append(connection)
         publisher = NatsResultPublisher(connection, self.settings, NAMES, self.metrics)
@@ -136,7 +139,8 @@ class World:
                                    status_stream=self.status_stream,
                                    retry=retry or RetryPolicy(0.1, 2, 1), fetch_timeout_seconds=1,
                                    consumer_check_seconds=consumer_check_seconds,
-                                   max_event_bytes=max_event_bytes)
+                                   max_event_bytes=max_event_bytes,
+                                   give_up_seconds=give_up_seconds)
         self.consumers.append(consumer)
         await consumer.start()
         return consumer

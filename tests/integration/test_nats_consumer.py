@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from agent_executor.adapters.dragonfly.event_stream import DragonflyEventStream
 from agent_executor.adapters.nats.probe import NatsReadinessProbe
+from agent_executor.domain.background import BackgroundJobs
 from agent_executor.domain.errors import ModelError
 from agent_executor.domain.events import END, LLM_STREAM
 from tests.integration.nats_harness import (
@@ -138,25 +139,35 @@ async def test_poison_messages_are_terminated_and_never_redelivered(world: World
     info = await world.consumer_info()
     assert (info.num_pending, info.num_ack_pending, info.num_redelivered) == (0, 0, 0)
     events = [json.loads(m.data or b"") for m in await world.results()]
-    # a failed result only for those whose job_id could be read
-    assert [e["id"] for e in events] == [f"{readable['job_id']}:failed",
-                                         f"{oversized['job_id']}:failed"]
+    # a rejection per message, on its own subject; never a job's result
+    rejected = f"{world.settings.status_subject_prefix}.rejected"
+    assert {m.subject for m in await world.results()} == {rejected}
+    assert len({e["id"] for e in events}) == 4
+    assert all(e["id"].startswith("rejected:") for e in events)
     assert {e["data"]["error"]["type"] for e in events} == {"InvalidJob"}
-    assert "MAX_EVENT_BYTES" in events[1]["data"]["error"]["message"]
+    assert [e["data"].get("job_id") for e in events] == [
+        None, readable["job_id"], None, oversized["job_id"]]
+    assert "MAX_EVENT_BYTES" in events[3]["data"]["error"]["message"]
     assert world.runtime.calls == []
     assert world.metric("nats_messages_failed_total") == 4
     assert await world.ledger.get(str(readable["job_id"])) is None  # nothing recorded
     assert (await NatsReadinessProbe(world.connections[0], consumer).check()).ok
 
 
-async def test_own_dependency_failure_naks_then_publishes_failed_on_last_delivery(
+async def test_own_dependency_failure_naks_then_records_and_publishes_failed_on_last_delivery(
         nats_url: str, tmp_path: Path) -> None:
     world = await open_world(nats_url, tmp_path, max_deliver=3)
     try:
-        await world.consumer(ledger=BrokenLedger(world.ledger))  # type: ignore[arg-type]
+        broken = BrokenLedger(world.ledger, only=frozenset({"claim"}))
+        await world.consumer(ledger=broken)  # type: ignore[arg-type]
         data = job_data()
         await world.publish(structured_event(data))
         event = await _one_result(world, "failed")
+        record = await world.ledger.get(str(data["job_id"]))
+        assert record is not None and record.status == "failed"  # recorded, then published
+        broken.down = False
+        reaper = BackgroundJobs(world.consumers[0]._execute, world.ledger)  # noqa: SLF001
+        assert await reaper.reap_once() == 0  # nothing left for a reaper to run again
         payload = event["data"]
         assert isinstance(payload, dict)
         assert payload["error"]["type"] == "DependencyUnavailable"
@@ -165,6 +176,21 @@ async def test_own_dependency_failure_naks_then_publishes_failed_on_last_deliver
         assert world.metric("nats_messages_processed_total", outcome="term") == 1
         assert world.metric("nats_redeliveries_total") == 2
         assert world.runtime.calls == []
+        assert len(await world.results()) == 1
+    finally:
+        await close_world(world)
+
+
+async def test_a_ledger_down_on_every_delivery_publishes_no_unrecorded_failure(
+        nats_url: str, tmp_path: Path) -> None:
+    world = await open_world(nats_url, tmp_path, max_deliver=2)
+    try:
+        broken = BrokenLedger(world.ledger)
+        await world.consumer(ledger=broken, give_up_seconds=0.5)  # type: ignore[arg-type]
+        await world.publish(structured_event(job_data()))
+        await eventually(lambda: world.metric("nats_messages_processed_total", outcome="term")
+                         == 1, what="the last delivery settled")
+        assert await world.results() == []
     finally:
         await close_world(world)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from agent_executor.adapters.config import PostgresSettings
 from agent_executor.adapters.postgres.ledger import PostgresJobLedger
 from agent_executor.adapters.postgres.probe import PostgresReadinessProbe
+from agent_executor.adapters.postgres.schema import REQUIRED_MIGRATIONS
 from agent_executor.domain.errors import DependencyUnavailable
 from tests.integration.conftest import PostgresDatabase
 from tests.integration.test_migrations import migrated
@@ -75,6 +77,7 @@ async def test_missing_table_is_dependency_unavailable(postgres_db: PostgresData
 
 
 async def test_readiness_probe_runs_a_query(postgres_db: PostgresDatabase) -> None:
+    await migrated(postgres_db)
     ledger = await PostgresJobLedger.create(settings(postgres_db))
     down = await PostgresJobLedger.create(settings(postgres_db, port=1))
     try:
@@ -87,3 +90,27 @@ async def test_readiness_probe_runs_a_query(postgres_db: PostgresDatabase) -> No
     finally:
         await ledger.aclose()
         await down.aclose()
+
+
+async def test_readiness_names_the_missing_migration(postgres_db: PostgresDatabase) -> None:
+    """A pod whose migrations never ran (or not this version's) is not ready."""
+    ledger = await PostgresJobLedger.create(settings(postgres_db))
+    try:
+        probe = PostgresReadinessProbe(ledger.pool)
+        never = await probe.check()
+        assert not never.ok and never.detail is not None
+        assert "0001_job_ledger.sql" in never.detail and "run-migrations" in never.detail
+        await migrated(postgres_db)
+        async with ledger.pool.acquire() as conn:  # as if this version's file had not run
+            await conn.execute("DELETE FROM schema_migrations WHERE filename = $1",
+                               REQUIRED_MIGRATIONS[-1])
+        behind = await probe.check()
+        assert not behind.ok and behind.detail is not None
+        assert REQUIRED_MIGRATIONS[-1] in behind.detail
+    finally:
+        await ledger.aclose()
+
+
+def test_the_required_migrations_are_the_files_in_migrations() -> None:
+    folder = Path(__file__).resolve().parents[2] / "migrations"
+    assert REQUIRED_MIGRATIONS == tuple(sorted(p.name for p in folder.glob("*.sql")))

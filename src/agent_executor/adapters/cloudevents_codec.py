@@ -95,7 +95,8 @@ def read_event(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
         ["headers: no ce- attributes and no structured CloudEvent body"])
 
 
-def result_event(result: JobResult, names: EventNames) -> dict[str, Any]:
+def result_event(result: JobResult, names: EventNames, *,
+                 truncated: bool = False) -> dict[str, Any]:
     """The structured result CloudEvent (CONTRACT section 6), as a JSON object."""
     status_type = f"{names.type_prefix}.{result.status}"
     event = CloudEvent({
@@ -103,13 +104,15 @@ def result_event(result: JobResult, names: EventNames) -> dict[str, Any]:
         "subject": result.job_id, "time": result.finished_at,
         "datacontenttype": "application/json",
         "traceparent": traceparent(result.trace_id, result.job_id),
-    }, result.to_data())
+    }, result.to_data(truncated=truncated))
     decoded: dict[str, Any] = json.loads(_FORMAT.write(event))
     return decoded
 
 
-def result_event_bytes(result: JobResult, names: EventNames) -> bytes:
-    return json.dumps(result_event(result, names), separators=(",", ":")).encode()
+def result_event_bytes(result: JobResult, names: EventNames, *,
+                       truncated: bool = False) -> bytes:
+    return json.dumps(result_event(result, names, truncated=truncated),
+                      separators=(",", ":")).encode()
 
 
 def traceparent(trace_id: str, job_id: str) -> str:

@@ -56,6 +56,7 @@ ENV_VARS: tuple[str, ...] = (
     "LOG_LEVEL",
     "JOB_LEASE_SECONDS",
     "SHUTDOWN_GRACE_SECONDS",
+    "MAX_JOB_ATTEMPTS",
 )
 SECRET_VARS = frozenset({"POSTGRES_PASSWORD", "DRAGONFLY_PASSWORD", "OPENAI_API_KEY",
                          "ANTHROPIC_API_KEY"})
@@ -121,6 +122,7 @@ class Settings:
     log_level: str
     job_lease_seconds: float = 30.0
     shutdown_grace_seconds: float = 25.0
+    max_job_attempts: int = 5
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     anthropic_api_key: str | None = field(default=None, repr=False)
@@ -211,6 +213,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                    "must be a positive number of seconds"),
         shutdown_grace_seconds=r.parsed("SHUTDOWN_GRACE_SECONDS", 25.0, _positive_float,
                                         "must be a positive number of seconds"),
+        max_job_attempts=r.parsed("MAX_JOB_ATTEMPTS", 5, _int_in(1, 1000),
+                                  "must be a whole number from 1 to 1000"),
         openai_api_key=r.text("OPENAI_API_KEY"),
         openai_base_url=r.text("OPENAI_BASE_URL"),
         anthropic_api_key=r.text("ANTHROPIC_API_KEY"),

@@ -129,12 +129,14 @@ def job_identity(headers: Mapping[str, str] | None, body: bytes) -> tuple[str, s
     return job_id, trace_id
 
 
-def result_message(result: JobResult, names: EventNames, status_prefix: str) -> NatsMessage:
-    """The structured result event on `{prefix}.{status}`, de-duplicated by its id."""
+def result_message(result: JobResult, names: EventNames, status_prefix: str, *,
+                   truncated: bool = False) -> NatsMessage:
+    """The structured result event on `{prefix}.{status}`, de-duplicated by its id;
+    `truncated`: without the conversation and files (too large for the bus)."""
     return NatsMessage(
         subject=f"{status_prefix}.{result.status}",
         headers={"Content-Type": STRUCTURED_CONTENT_TYPE, MSG_ID_HEADER: result.event_id},
-        body=result_event_bytes(result, names))
+        body=result_event_bytes(result, names, truncated=truncated))
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:

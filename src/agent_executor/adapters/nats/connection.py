@@ -17,6 +17,9 @@ from agent_executor.domain.errors import DependencyUnavailable
 logger = logging.getLogger(__name__)
 
 
+DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's default, until INFO says otherwise
+
+
 class NatsConnection:
     """Owns the client: connects once, then reconnects forever after any loss
     (each disconnect and reconnect is logged once). `aclose` drains it."""
@@ -60,6 +63,11 @@ class NatsConnection:
     @property
     def js(self) -> JetStreamContext:
         return self.client.jetstream()
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message the server takes (its INFO's `max_payload`)."""
+        return int(self.client.max_payload or DEFAULT_MAX_PAYLOAD)
 
     @property
     def is_connected(self) -> bool:

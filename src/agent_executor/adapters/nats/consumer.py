@@ -1,12 +1,12 @@
 """`NatsJobConsumer`: jobs from the durable pull consumer that every replica shares.
 
-- Fetches only while `ExecuteJob` has a free slot, one message per pull, so a
-  message never waits in this process while another replica could run it.
-- Each message runs as its own task: claim, run (or resume), and the result
-  is published by `ExecuteJob` before the message is acked. While it runs,
-  `in_progress` acks keep it from being redelivered.
-- What did not end with a result is settled by `settlement.settle` (nak with a
-  growing delay, `failed` result on the last delivery, term for non-jobs).
+- Fetches only with a slot of `ExecuteJob`'s capacity reserved, one message per
+  pull, so a message never waits in this process while another replica could
+  run it; a freed slot wakes the loop.
+- Each message runs as its own task in `DeliveryHandler` (decode, decide,
+  settle): claim, run (or resume), the result published by `ExecuteJob` before
+  the message is acked, in-progress acks while it runs, `settlement.settle`
+  for what did not end with a result.
 - A lost connection is reconnected by `NatsConnection`; the fetch loop keeps
   going and re-binds (re-creating the consumer in the `local` profile) when
   the consumer cannot be found.
@@ -30,24 +30,17 @@ from nats.js.errors import NotFoundError
 from agent_executor.adapters.cloudevents_codec import EventNames
 from agent_executor.adapters.config import NATS_STATUS_STREAM_NAME, NatsSettings
 from agent_executor.adapters.metrics import PrometheusMetrics
-from agent_executor.adapters.nats.codec import job_identity, read_nats_job
 from agent_executor.adapters.nats.connection import NatsConnection
+from agent_executor.adapters.nats.delivery import NatsDelivery, nats_errors
+from agent_executor.adapters.nats.handler import DeliveryHandler
 from agent_executor.adapters.nats.publisher import NatsResultPublisher
-from agent_executor.adapters.nats.settlement import RetryPolicy, Settlement, settle
+from agent_executor.adapters.nats.settlement import RetryPolicy
 from agent_executor.adapters.nats.streams import ensure_local_streams
-from agent_executor.domain.errors import DependencyUnavailable, InvalidJob, JobConflict
+from agent_executor.domain.capacity import Slot
+from agent_executor.domain.errors import DependencyUnavailable
 from agent_executor.domain.execute import ExecuteJob
-from agent_executor.domain.job import Job
-from agent_executor.domain.result import JobResult
-from agent_executor.ports.publisher import ResultPublisher
 
 logger = logging.getLogger(__name__)
-
-SOURCE = "nats"
-NATS_ERRORS: tuple[type[BaseException], ...] = (nats.errors.Error, OSError, TimeoutError)
-# With every slot taken the loop waits for one of its jobs to end; slots held by HTTP
-# jobs free without telling it, so it also looks again after this long.
-SLOT_POLL_SECONDS = 0.05
 
 
 class NatsJobConsumer:
@@ -56,32 +49,32 @@ class NatsJobConsumer:
     def __init__(self, connection: NatsConnection, execute: ExecuteJob, settings: NatsSettings,
                  names: EventNames, metrics: PrometheusMetrics, *, grace_seconds: float,
                  create_streams: bool = False, status_stream: str = NATS_STATUS_STREAM_NAME,
-                 publisher: ResultPublisher | None = None, retry: RetryPolicy | None = None,
-                 max_event_bytes: int | None = None, fetch_timeout_seconds: float = 2.0,
+                 publisher: NatsResultPublisher | None = None,
+                 retry: RetryPolicy | None = None, max_event_bytes: int | None = None,
+                 fetch_timeout_seconds: float = 2.0,
                  progress_interval_seconds: float | None = None,
-                 consumer_check_seconds: float = 10.0) -> None:
+                 consumer_check_seconds: float = 10.0,
+                 give_up_seconds: float = 60.0) -> None:
         self._connection = connection
         self._execute = execute
         self._settings = settings
-        self._names = names
         self._metrics = metrics
         self._grace = grace_seconds
         self._create_streams = create_streams
         self._status_stream = status_stream
-        self._publisher = publisher or NatsResultPublisher(connection, settings, names, metrics)
-        self._retry = retry or RetryPolicy()
-        self._max_event_bytes = max_event_bytes
+        rejections = publisher or NatsResultPublisher(connection, settings, names, metrics)
         self._fetch_timeout = fetch_timeout_seconds
         self._fixed_progress_interval = progress_interval_seconds
-        self._progress_interval = progress_interval_seconds or settings.ack_wait_seconds / 3
-        self._max_deliver = settings.max_deliver
+        self._handler = DeliveryHandler(
+            execute, names, metrics, rejections, max_deliver=settings.max_deliver,
+            progress_interval_seconds=progress_interval_seconds
+            or settings.ack_wait_seconds / 3,
+            retry=retry, max_event_bytes=max_event_bytes, give_up_seconds=give_up_seconds)
         self._check_interval = consumer_check_seconds
         self._sub: JetStreamContext.PullSubscription | None = None
         self._loop: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._slot_freed = asyncio.Event()
-        self._claiming = 0  # messages taken whose job has no slot yet
         self._checked_at = 0.0
 
     @property
@@ -92,12 +85,12 @@ class NatsJobConsumer:
     @property
     def max_deliver(self) -> int:
         """Deliveries the bound consumer allows (-1: unlimited)."""
-        return self._max_deliver
+        return self._handler.max_deliver
 
     @property
     def progress_interval(self) -> float:
         """Seconds between in-progress acks of a running job's message."""
-        return self._progress_interval
+        return self._handler.progress_interval
 
     @property
     def in_flight(self) -> int:
@@ -131,7 +124,7 @@ class NatsJobConsumer:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         if self._sub is not None:
-            with contextlib.suppress(*NATS_ERRORS):
+            with contextlib.suppress(DependencyUnavailable), nats_errors("unsubscribe"):
                 await self._sub.unsubscribe()
             self._sub = None
         logger.info("NATS consumer stopped")
@@ -139,14 +132,15 @@ class NatsJobConsumer:
     async def consumer_info(self) -> ConsumerInfo:
         """The durable consumer as the server sees it; `DependencyUnavailable` if it cannot."""
         try:
-            info: ConsumerInfo = await self._js.consumer_info(self._settings.stream_name,
-                                                              self._settings.consumer_group)
-        except NotFoundError as exc:
-            raise DependencyUnavailable(
-                f"consumer {self._settings.consumer_group} not found on stream "
-                f"{self._settings.stream_name}") from exc
-        except NATS_ERRORS as exc:
-            raise DependencyUnavailable(f"NATS: {type(exc).__name__}: {exc}") from exc
+            with nats_errors("consumer info"):
+                info: ConsumerInfo = await self._js.consumer_info(
+                    self._settings.stream_name, self._settings.consumer_group)
+        except DependencyUnavailable as exc:
+            if isinstance(exc.__cause__, NotFoundError):
+                raise DependencyUnavailable(
+                    f"consumer {self._settings.consumer_group} not found on stream "
+                    f"{self._settings.stream_name}") from exc.__cause__
+            raise
         self._checked_at = time.monotonic()
         return info
 
@@ -162,7 +156,7 @@ class NatsJobConsumer:
         self._adopt(info)
         old, self._sub = self._sub, None
         if old is not None:
-            with contextlib.suppress(*NATS_ERRORS):
+            with contextlib.suppress(DependencyUnavailable), nats_errors("unsubscribe"):
                 await old.unsubscribe()
         self._sub = await self._js.pull_subscribe_bind(durable=self._settings.consumer_group,
                                                        stream=self._settings.stream_name)
@@ -174,19 +168,21 @@ class NatsJobConsumer:
         its max deliver decides the last delivery, whatever the defaults say."""
         ack_wait, max_deliver = info.config.ack_wait, info.config.max_deliver
         if ack_wait and self._fixed_progress_interval is None:
-            self._progress_interval = float(ack_wait) / 3
+            self._handler.progress_interval = float(ack_wait) / 3
         if max_deliver is not None:
-            self._max_deliver = max_deliver
+            self._handler.max_deliver = max_deliver
 
     async def _fetch_forever(self) -> None:
         failures = 0
         while not self._stopping.is_set():
+            slot: Slot | None = None
             try:
                 if self._sub is None:
                     await self._bind()
                 elif time.monotonic() - self._checked_at > self._check_interval:
                     await self.consumer_info()  # still there (e.g. after a server restart)?
-                if self._free_slots() <= 0:
+                slot = self._execute.capacity.reserve()
+                if slot is None:
                     await self._wait_for_slot()
                     continue
                 assert self._sub is not None
@@ -199,10 +195,11 @@ class NatsJobConsumer:
                 failures = 0
                 for msg in messages:
                     if self._stopping.is_set():
-                        await _settle(msg, Settlement("nak", outcome="shutting down"),
-                                      self._metrics)
+                        with contextlib.suppress(DependencyUnavailable):
+                            await NatsDelivery(msg).nak(None)
                     else:
-                        self._dispatch(msg)
+                        self._dispatch(msg, slot)
+                        slot = None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -212,107 +209,24 @@ class NatsJobConsumer:
                                    type(exc).__name__, exc)
                 self._sub = None  # bind again (re-creating the consumer in `local`)
                 await self._pause(min(5.0, 0.25 * failures))
-
-    def _free_slots(self) -> int:
-        return self._execute.free_slots - self._claiming
+            finally:
+                if slot is not None:
+                    slot.release()
 
     async def _wait_for_slot(self) -> None:
-        self._slot_freed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._slot_freed.wait(), SLOT_POLL_SECONDS)
-
-    def _job_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._slot_freed.set()
+        """Until a slot is free or the consumer stops (a freed slot wakes it at once)."""
+        waits = {asyncio.ensure_future(self._execute.capacity.wait_free()),
+                 asyncio.ensure_future(self._stopping.wait())}
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    def _dispatch(self, msg: Msg) -> None:
-        self._claiming += 1
-        task = asyncio.create_task(self._handle(msg), name="nats-job")
+    def _dispatch(self, msg: Msg, slot: Slot | None) -> None:
+        task = asyncio.create_task(self._handler.handle(NatsDelivery(msg), slot),
+                                   name="nats-job")
         self._tasks.add(task)
-        task.add_done_callback(self._job_done)
-
-    async def _handle(self, msg: Msg) -> None:
-        delivered = msg.metadata.num_delivered
-        self._metrics.nats_messages_received_total.inc()
-        if delivered > 1:
-            self._metrics.nats_redeliveries_total.inc()
-        keepalive = asyncio.create_task(self._keep_in_progress(msg))
-        claiming = True
-        job: Job | None = None
-        try:
-            try:
-                job = self._read(msg)
-                record = await self._execute.claim(job, SOURCE)
-                claiming = False
-                self._claiming -= 1
-                if record.result is None:
-                    await self._execute.run_claimed(job, record)
-                await _settle(msg, Settlement("ack"), self._metrics)
-            except asyncio.CancelledError:  # stop() after the grace period
-                with contextlib.suppress(BaseException):
-                    await _settle(msg, Settlement("nak", outcome="shutdown"), self._metrics)
-                raise
-            except Exception as exc:
-                await self._settle_error(msg, exc, delivered, job)
-        finally:
-            if claiming:
-                self._claiming -= 1
-            keepalive.cancel()
-
-    def _read(self, msg: Msg) -> Job:
-        if self._max_event_bytes is not None and len(msg.data) > self._max_event_bytes:
-            raise InvalidJob(f"event larger than MAX_EVENT_BYTES ({self._max_event_bytes})",
-                             [f"body: {len(msg.data)} bytes"])
-        return read_nats_job(msg.headers, msg.data, self._names)
-
-    async def _settle_error(self, msg: Msg, exc: Exception, delivered: int,
-                            job: Job | None) -> None:
-        decision = settle(exc, delivered, self._max_deliver, self._retry)
-        identity = (job.job_id, job.trace_id) if job else job_identity(msg.headers, msg.data)
-        log = {"job_id": identity[0], "trace_id": identity[1]} if identity else {}
-        self._metrics.nats_messages_failed_total.inc()
-        if isinstance(exc, InvalidJob):
-            logger.warning("NATS message on %s is not a valid job: %s", msg.subject,
-                           exc.message, extra=log)
-        elif isinstance(exc, JobConflict):
-            logger.info("job is running elsewhere (delivery %d)", delivered, extra=log)
-        elif isinstance(exc, DependencyUnavailable):
-            logger.warning("job not finished, %s (delivery %d of %d): %s", decision.outcome,
-                           delivered, self._max_deliver, exc, extra=log)
-        else:
-            logger.error("job handling failed, %s (delivery %d)", decision.outcome, delivered,
-                         exc_info=exc, extra=log)
-        if decision.failed is not None and identity is not None:
-            result = JobResult.failed(identity[0], identity[1], delivered, decision.failed)
-            try:
-                await self._publisher.publish(result)
-            except DependencyUnavailable as publish_error:
-                logger.error("could not publish the failed result: %s", publish_error,
-                             extra=log)
-        await _settle(msg, decision, self._metrics)
-
-    async def _keep_in_progress(self, msg: Msg) -> None:
-        while True:
-            await asyncio.sleep(self._progress_interval)
-            try:
-                await msg.in_progress()
-            except NATS_ERRORS as exc:
-                logger.debug("in-progress ack failed: %s", exc)
-
-
-async def _settle(msg: Msg, decision: Settlement, metrics: PrometheusMetrics) -> None:
-    try:
-        if decision.action == "ack":
-            await msg.ack()
-        elif decision.action == "nak":
-            await msg.nak(delay=decision.delay)
-        else:
-            await msg.term()
-    except NATS_ERRORS as exc:  # the server redelivers after ack_wait
-        logger.warning("could not %s a NATS message: %s", decision.action, exc)
-        return
-    metrics.nats_messages_processed_total.labels(outcome=decision.action).inc()
+        task.add_done_callback(self._tasks.discard)

@@ -3,12 +3,13 @@
 One table, pure, so the rules of CONTRACT section 5 can be read and tested
 apart from NATS:
 
-| error                         | before the last delivery | on the last delivery            |
-| ----------------------------- | ------------------------ | ------------------------------- |
-| InvalidJob                    | term (after a `failed` result where the job_id is readable) |
-| JobConflict, LeaseLost        | nak, growing delay       | ack: the job runs elsewhere and |
-|                               |                          | ends with its own result        |
-| DependencyUnavailable, other  | nak, growing delay       | `failed` result (retryable), term |
+| error                         | before the last delivery | on the last delivery              |
+| ----------------------------- | ------------------------ | --------------------------------- |
+| InvalidJob                    | term, after a `{prefix}.rejected` event (never a job's result) |
+| JobConflict, LeaseLost        | nak, growing delay       | ack: the job runs elsewhere and   |
+|                               |                          | ends with its own result          |
+| DependencyUnavailable, other  | nak, growing delay       | give up: the use case records a   |
+|                               |                          | `failed` result, publishes it, term |
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class RetryPolicy:
 class Settlement:
     action: Literal["ack", "nak", "term"]
     delay: float | None = None
-    failed: ErrorInfo | None = None  # publish a `failed` result with this error first
+    give_up: ErrorInfo | None = None  # the use case ends the job `failed` with this first
+    reject: bool = False  # a `{prefix}.rejected` event goes out first
     outcome: str = ""  # for the log line
 
 
@@ -53,8 +55,7 @@ def settle(error: BaseException, num_delivered: int, max_deliver: int,
     """The settlement of a message whose handling raised `error`."""
     last = max_deliver > 0 and num_delivered >= max_deliver
     if isinstance(error, InvalidJob):
-        return Settlement("term", failed=ErrorInfo("InvalidJob", error.message),
-                          outcome="not a valid job")
+        return Settlement("term", reject=True, outcome="not a valid job")
     if isinstance(error, JobConflict | LeaseLost):
         if last:
             return Settlement("ack", outcome="running elsewhere; this duplicate is dropped")
@@ -64,6 +65,6 @@ def settle(error: BaseException, num_delivered: int, max_deliver: int,
             else "InternalError"
         message = (f"gave up after {num_delivered} deliveries: {kind}: {error}"
                    if str(error) else f"gave up after {num_delivered} deliveries: {kind}")
-        return Settlement("term", failed=ErrorInfo(kind, message, retryable=True),
+        return Settlement("term", give_up=ErrorInfo(kind, message, retryable=True),
                           outcome="last delivery failed")
     return Settlement("nak", policy.delay(num_delivered), outcome="will be retried")

@@ -28,6 +28,7 @@ class PostgresJobLedger:
     def __init__(self, pool: Any, schema: str = "public", *, owns_pool: bool = False) -> None:
         self._pool = pool
         self._owns_pool = owns_pool
+        self.schema = schema
         table = f"{quote_ident(schema)}.job_ledger"
         self._claim_sql = f"""
             INSERT INTO {table} AS l (job_id, trace_id, source, status, attempts, job,

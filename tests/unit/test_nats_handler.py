@@ -1,0 +1,167 @@
+"""`DeliveryHandler` driven in memory: a fake delivery records how it was settled."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from agent_executor.adapters.cloudevents_codec import EventNames
+from agent_executor.adapters.metrics import PrometheusMetrics
+from agent_executor.adapters.nats.handler import DeliveryHandler
+from agent_executor.adapters.nats.settlement import RetryPolicy
+from agent_executor.domain.background import BackgroundJobs
+from agent_executor.domain.errors import DependencyUnavailable, InvalidJob
+from tests.unit.conftest import World, job_data, make_job
+
+NAMES = EventNames()
+
+
+class FakeDelivery:
+    """A delivered message; `settled` holds what the handler did with it."""
+
+    def __init__(self, data: Mapping[str, Any] | bytes, num_delivered: int = 1,
+                 headers: Mapping[str, str] | None = None) -> None:
+        if isinstance(data, bytes):
+            self.data = data
+        else:
+            self.data = json.dumps({"specversion": "1.0", "id": "m1", "source": "test",
+                                    "type": NAMES.execute_type,
+                                    "datacontenttype": "application/json",
+                                    "data": data}).encode()
+        self.headers = headers or {"Content-Type": "application/cloudevents+json"}
+        self.subject = "agent.execute.test"
+        self.num_delivered = num_delivered
+        self.message_id = "AGENT_EXECUTION:7"
+        self.settled: list[tuple[str, float | None]] = []
+        self.in_progress_acks = 0
+
+    async def ack(self) -> None:
+        self.settled.append(("ack", None))
+
+    async def nak(self, delay: float | None) -> None:
+        self.settled.append(("nak", delay))
+
+    async def term(self) -> None:
+        self.settled.append(("term", None))
+
+    async def in_progress(self) -> None:
+        self.in_progress_acks += 1
+
+
+class FakeRejections:
+    def __init__(self) -> None:
+        self.rejected: list[tuple[str, str, str | None]] = []
+        self.down = False
+
+    async def publish_rejection(self, event_id: str, error: InvalidJob,
+                                job_id: str | None) -> None:
+        if self.down:
+            raise DependencyUnavailable("bus down")
+        self.rejected.append((event_id, error.message, job_id))
+
+
+def handler(world: World, rejections: FakeRejections | None = None, *,
+            give_up_seconds: float = 0.0) -> DeliveryHandler:
+    return DeliveryHandler(world.execute, NAMES, PrometheusMetrics(),
+                           rejections or FakeRejections(), max_deliver=5,
+                           progress_interval_seconds=0.01,
+                           retry=RetryPolicy(base_seconds=1, factor=2, cap_seconds=8),
+                           give_up_seconds=give_up_seconds)
+
+
+async def test_a_job_is_run_its_result_published_then_acked(world: World) -> None:
+    delivery = FakeDelivery(job_data())
+    await handler(world).handle(delivery)
+    assert [r.status for r in world.publisher.published] == ["completed"]
+    assert delivery.settled == [("ack", None)]
+    assert world.execute.free_slots == 2
+
+
+async def test_in_progress_acks_while_the_job_runs(world: World) -> None:
+    world.runtime.gate = asyncio.Event()
+    delivery = FakeDelivery(job_data())
+    task = asyncio.create_task(handler(world).handle(delivery))
+    await world.runtime.started.wait()
+    while delivery.in_progress_acks < 2:
+        await asyncio.sleep(0.005)
+    assert delivery.settled == []
+    world.runtime.gate.set()
+    await task
+    assert delivery.settled == [("ack", None)]
+
+
+async def test_an_unreadable_message_is_rejected_never_failed(world: World) -> None:
+    """A forged 'job' without a definition cannot put a failure on the victim's id."""
+    rejections = FakeRejections()
+    delivery = FakeDelivery({"job_id": "victim", "trace_id": "x"})
+    await handler(world, rejections).handle(delivery)
+    assert delivery.settled == [("term", None)]
+    assert world.publisher.published == []
+    assert "victim" not in world.ledger.records
+    assert [(r[0], r[2]) for r in rejections.rejected] == [
+        ("rejected:AGENT_EXECUTION:7", "victim")]
+
+
+async def test_a_rejection_the_bus_refuses_is_retried(world: World) -> None:
+    rejections = FakeRejections()
+    rejections.down = True
+    delivery = FakeDelivery(b"not json", num_delivered=2)
+    await handler(world, rejections).handle(delivery)
+    assert delivery.settled == [("nak", 2.0)]
+
+
+async def test_dependency_failures_are_nakked_until_the_last_delivery_gives_up(
+        world: World) -> None:
+    world.ledger.down = True
+    early = FakeDelivery(job_data(), num_delivered=1)
+    await handler(world).handle(early)
+    assert early.settled == [("nak", 1.0)]
+
+    world.ledger.down = False
+    world.publisher.down = True  # the run's result cannot be published
+    last = FakeDelivery(job_data(), num_delivered=5)
+    await handler(world).handle(last)
+    # recorded completed before the bus failed: giving up keeps that one result
+    assert world.ledger.records["job-1"].status == "completed"
+    assert last.settled == [("term", None)]
+    world.publisher.down = False
+    await BackgroundJobs(world.execute, world.ledger, publish_after_seconds=0).reap_once()
+    assert [r.status for r in world.publisher.published] == ["completed"]
+
+
+async def test_giving_up_while_the_ledger_flaps_retries_then_publishes_one_failure(
+        world: World) -> None:
+    world.ledger.down = True
+    delivery = FakeDelivery(job_data(), num_delivered=5)
+    task = asyncio.create_task(handler(world, give_up_seconds=30).handle(delivery))
+    await asyncio.sleep(0.05)
+    assert world.publisher.published == []
+    world.ledger.down = False  # back within the give-up window
+    await asyncio.wait_for(task, 10)
+    assert delivery.settled == [("term", None)]
+    assert [r.status for r in world.publisher.published] == ["failed"]
+    assert world.ledger.records["job-1"].status == "failed"
+    assert await BackgroundJobs(world.execute, world.ledger).reap_once() == 0
+
+
+async def test_giving_up_with_the_ledger_down_for_good_publishes_nothing(world: World) -> None:
+    world.ledger.down = True
+    delivery = FakeDelivery(job_data(), num_delivered=5)
+    await handler(world, give_up_seconds=0).handle(delivery)
+    assert delivery.settled == [("term", None)]
+    assert world.publisher.published == []
+
+
+@pytest.mark.parametrize("delivered", [1, 5])
+async def test_a_finished_job_is_acked_with_its_result_again(world: World,
+                                                             delivered: int) -> None:
+    first = await world.execute.execute(make_job(), "nats")
+    delivery = FakeDelivery(job_data(), num_delivered=delivered)
+    await handler(world).handle(delivery)
+    assert world.publisher.published == [first, first]
+    assert delivery.settled == [("ack", None)]
+
