@@ -78,13 +78,15 @@ class Stack:
     max_concurrent_jobs: int = 8
     workers: list[ServiceProcess] = field(default_factory=list)
     kills: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
         return {"AGENT_EXECUTOR_PROFILE": "production", **self.postgres.env(self.database),
                 **self.redis.env(), **self.nats_server.env(),
                 "JOB_LEASE_SECONDS": str(LEASE_SECONDS), "SHUTDOWN_GRACE_SECONDS": "5",
-                "MAX_CONCURRENT_JOBS": str(self.max_concurrent_jobs), "LOG_LEVEL": "INFO"}
+                "MAX_CONCURRENT_JOBS": str(self.max_concurrent_jobs), "LOG_LEVEL": "INFO",
+                **self.extra_env}
 
     async def prepare(self) -> None:
         await asyncio.gather(asyncio.to_thread(self.postgres.start),

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 from langchain_core.tools import ToolException, tool
+
+# Test-only: the reliability suite's poison job. Without this variable set in the
+# worker's own environment the tool does nothing, so no payload can use it.
+CRASH_TOOL_VARIABLE = "AGENT_EXECUTOR_EXAMPLE_CRASH_TOOL"
 
 
 @tool
@@ -11,3 +18,13 @@ def word_count(text: str) -> dict[str, int]:
     if not isinstance(text, str):
         raise ToolException("text must be a string")
     return {"words": len(text.split()), "lines": len(text.splitlines()), "characters": len(text)}
+
+
+@tool
+def crash_worker() -> str:
+    """Test only: SIGKILL the worker process running this job (a job that kills its
+    worker every time it runs). Refused unless the worker's operator enabled it."""
+    if os.environ.get(CRASH_TOOL_VARIABLE) != "1":
+        raise ToolException(f"crash_worker is disabled ({CRASH_TOOL_VARIABLE} is not 1)")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return "unreachable"
