@@ -15,6 +15,9 @@ from agent_executor.adapters.nats.probe import NatsReadinessProbe
 from agent_executor.domain.background import BackgroundJobs
 from agent_executor.domain.errors import ModelError
 from agent_executor.domain.events import END, LLM_STREAM
+from agent_executor.domain.job import Job
+from agent_executor.domain.result import AgentOutput
+from agent_executor.ports.runtime import EventSink
 from tests.integration.nats_harness import (
     BrokenLedger,
     ScriptedRuntime,
@@ -244,3 +247,31 @@ async def test_job_events_reach_dragonfly_in_order_ending_with_end(
         await listener.aclose()
         await world.close()
         await redis.aclose()
+
+
+class BigFilesRuntime(ScriptedRuntime):
+    """A run whose files (a 700 KB tool argument, say) outgrow NATS's max_payload."""
+
+    async def run(self, job: Job, emit: EventSink) -> AgentOutput:
+        await super().run(job, emit)
+        return AgentOutput("wrote the big file", {"/big.txt": "x" * 1_200_000},
+                           [{"role": "user", "content": "hi"},
+                            {"role": "assistant", "content": "wrote the big file"}])
+
+
+async def test_a_result_larger_than_max_payload_is_published_truncated_not_failed(
+        world: World) -> None:
+    consumer = await world.consumer(runtime=BigFilesRuntime())
+    assert consumer.running
+    data = job_data()
+    await world.publish(structured_event(data))
+    event = await _one_result(world, "completed")
+    payload = event["data"]
+    assert isinstance(payload, dict)
+    assert payload["result_truncated"] is True
+    assert payload["result_url"] == f"/jobs/{data['job_id']}"
+    assert payload["result"] == {"output": "wrote the big file"}
+    record = await world.ledger.get(str(data["job_id"]))
+    assert record is not None and record.result is not None and record.result.output
+    assert len(record.result.output.files["/big.txt"]) == 1_200_000  # whole in the ledger
+    assert world.metric("nats_messages_processed_total", outcome="ack") == 1

@@ -108,6 +108,25 @@ async def test_job_status_and_events(api: Api) -> None:
     assert (await api.client.get("/jobs/nope/events")).status_code == 404
 
 
+async def test_a_finished_job_whose_buffer_lost_its_end_gets_one_from_the_ledger(
+        api: Api) -> None:
+    """No follower waits for ever: the stream was lost (Dragonfly outage, TTL, a restart
+    of the embedded bus), the ledger still knows how the job ended."""
+    api.world.events.down = True  # every event of the run is lost
+    await api.client.post("/", content=structured(job_data()), headers=STRUCTURED)
+    api.world.events.down = False
+
+    sse = await api.client.get("/jobs/job-1/events")
+    frames = [f for f in sse.text.split("\n\n") if f.startswith("id:")]
+    assert len(frames) == 1 and "event: end" in frames[0] and frames[0].startswith("id: 1")
+    assert '"status":"completed"' in frames[0]
+    # a client that already saw the end is not sent another
+    await api.world.execute.outbox.deliver(api.world.ledger.records["job-1"].result)  # type: ignore[arg-type]
+    last = api.world.events.events["job-1"][-1].seq
+    after = await api.client.get("/jobs/job-1/events", headers={"Last-Event-ID": str(last)})
+    assert "id:" not in after.text
+
+
 async def test_respond_async_answers_202_and_the_job_finishes(api: Api) -> None:
     response = await api.client.post(
         "/", content=structured(job_data()),

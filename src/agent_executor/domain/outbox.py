@@ -9,11 +9,12 @@ between leaves it unmarked, and `flush` in any live process delivers it again
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from agent_executor.domain import events as ev
 from agent_executor.domain.errors import DependencyUnavailable
+from agent_executor.domain.events import StreamEvent, utc_timestamp
 from agent_executor.domain.result import JobResult
 from agent_executor.ports.events import EventStream
 from agent_executor.ports.ledger import JobLedger
@@ -81,3 +82,23 @@ def end_data(result: JobResult) -> Mapping[str, Any]:
     if result.error is not None:
         data["error"] = result.error.to_data()
     return data
+
+
+async def replay_finished(events: EventStream, result: JobResult,
+                          after_seq: int) -> AsyncIterator[StreamEvent]:
+    """A finished job's events after `after_seq`, always closed by its `end`: when the
+    buffer lacks it (lost with Dragonfly, or expired), one is built from the ledger's
+    result, numbered after the last event seen."""
+    last = after_seq
+    async for event in events.follow(result.job_id, after_seq, live=False):
+        last = event.seq
+        yield event
+        if event.event_type == ev.END:
+            return
+    try:
+        if await events.has_end(result.job_id):
+            return  # it was there, at or before `after_seq`
+    except DependencyUnavailable:
+        pass
+    yield StreamEvent(ev.END, result.job_id, result.trace_id, last + 1, utc_timestamp(),
+                      end_data(result))

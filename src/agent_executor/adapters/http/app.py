@@ -30,6 +30,7 @@ from agent_executor.domain.errors import (
     LeaseLost,
 )
 from agent_executor.domain.execute import ExecuteJob
+from agent_executor.domain.outbox import replay_finished
 from agent_executor.domain.result import JobResult
 from agent_executor.ports.events import EventStream
 from agent_executor.ports.health import ReadinessProbe
@@ -87,7 +88,8 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
         if record is None:
             raise JobNotFound(f"no job with id {job_id!r}")
         after = _last_event_id(request)
-        stream = events.follow(job_id, after, live=not record.finished)
+        stream = (replay_finished(events, record.result, after) if record.result is not None
+                  else events.follow(job_id, after, live=True))
         return StreamingResponse(sse_stream(stream), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
