@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
+import httpx
+
 from tests.integration.service import wait_for
 from tests.reliability.harness import (
     Observer,
@@ -23,6 +26,7 @@ POSTGRES_OUTAGE_SECONDS = 1.5  # how long a server stays down (pacing the fault)
 # Longer than the result publisher's 5 s timeout: results finished meanwhile fail to
 # publish (a live client may still send them after the reconnect; a killed one not).
 NATS_OUTAGE_SECONDS = 6.0
+DRAGONFLY_OUTAGE_SECONDS = 2.0
 
 
 async def _start_load(stack: Stack, observer: Observer, count: int) -> list[dict[str, Any]]:
@@ -92,3 +96,52 @@ async def test_dragonfly_stopped_mid_load_every_job_still_completes(stack: Stack
         lost = await _sum_metric(stack, "stream_publish_errors_total")
         print(f"{lost:g} stream event(s) lost")
         assert lost > 0
+
+
+async def test_after_a_dragonfly_outage_every_finished_job_can_be_followed_to_its_end(
+        stack: Stack) -> None:
+    """Dragonfly goes away mid-load and comes back (empty: no persistence here). No
+    follower waits for ever: every finished job's SSE replay ends with `end`, and every
+    job that finished while Dragonfly was away gets its `end` into the buffer."""
+    async with Observer(stack) as observer:
+        jobs = await _start_load(stack, observer, 100)
+        await asyncio.to_thread(stack.redis.stop)
+        await asyncio.sleep(DRAGONFLY_OUTAGE_SECONDS)
+        await asyncio.to_thread(stack.redis.start)
+        results = await observer.wait_all_done(len(jobs), timeout=180)
+        check_exactly_once(jobs, results)
+
+        async def nothing_owed() -> bool:
+            rows = await _ledger_rows(stack)
+            return all(r["published_at"] is not None for r in rows)
+        await wait_for(nothing_owed, 60, "every result marked published", interval=0.25)
+
+        without_end = []
+        async with httpx.AsyncClient() as client:
+            for i, job in enumerate(jobs):
+                worker = stack.workers[i % len(stack.workers)]
+                sse = await client.get(f"{worker.url}/jobs/{job['job_id']}/events", timeout=10)
+                frames = [f for f in sse.text.split("\n\n") if f.startswith("id:")]
+                if not frames or "event: end" not in frames[-1]:
+                    without_end.append(job["job_id"])
+        buffers_without_end = [
+            job["job_id"] for job in jobs
+            if (events := await observer.stream_events(job["job_id"]))
+            and events[-1]["event_type"] != "end"]
+        lost = await _sum_metric(stack, "stream_publish_errors_total")
+        print(f"{lost:g} stream event(s) lost; {len(without_end)} SSE replays and "
+              f"{len(buffers_without_end)} buffers without an end")
+        assert lost > 0, "no event was lost: the outage proved nothing"
+        assert without_end == [], without_end[:5]
+        assert buffers_without_end == [], buffers_without_end[:5]
+
+
+async def _ledger_rows(stack: Stack) -> list[Any]:
+    env = stack.postgres.env(stack.database)
+    conn = await asyncpg.connect(host=env["POSTGRES_HOST"], port=int(env["POSTGRES_PORT"]),
+                                 user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"],
+                                 database=stack.database)
+    try:
+        return list(await conn.fetch("SELECT job_id, published_at FROM job_ledger"))
+    finally:
+        await conn.close()
