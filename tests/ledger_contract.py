@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from agent_executor.domain.errors import JobConflict, LeaseLost
+from agent_executor.domain.errors import JobConflict, JobMismatch, LeaseLost
 from agent_executor.domain.job import Job
 from agent_executor.domain.result import AgentOutput, ErrorInfo, JobRecord, JobResult
 from agent_executor.ports.ledger import JobLedger
@@ -308,6 +308,34 @@ class LedgerContract:
         assert [r.job_id for r in await ledger.unpublished(0, 10)] == ["second"]
         await ledger.finish(running.job_id, A, completed(running))
         assert [r.job_id for r in await ledger.unpublished(0, 10)] == ["second", "running"]
+
+    async def test_a_known_job_id_with_another_definition_or_input_is_a_mismatch(
+            self, ledger: JobLedger) -> None:
+        job = make_job()
+        other_input = Job(job.job_id, job.trace_id, job.agent_definition,
+                          {"messages": [{"role": "user", "content": "Write the spec, fixed"}]})
+        other_definition = Job(job.job_id, job.trace_id, {**job.agent_definition, "version": "2"},
+                               job.input_payload)
+        await ledger.claim(job, "http", A, LEASE)
+        for changed in (other_input, other_definition):  # running
+            with pytest.raises(JobMismatch):
+                await ledger.claim(changed, "http", B, LEASE)
+        await ledger.finish(job.job_id, A, completed(job))
+        for changed in (other_input, other_definition):  # finished
+            with pytest.raises(JobMismatch):
+                await ledger.claim(changed, "http", B, LEASE)
+            with pytest.raises(JobMismatch):
+                await ledger.abandon(changed, "nats", failed(changed))
+        record = await ledger.get(job.job_id)
+        assert record is not None and record.attempts == 1 and record.status == "completed"
+
+    async def test_the_same_content_with_another_trace_id_is_the_same_job(
+            self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        result = await ledger.finish(job.job_id, A, completed(job))
+        traced_anew = Job(job.job_id, "another-trace", job.agent_definition, job.input_payload)
+        assert (await ledger.claim(traced_anew, "nats", B, LEASE)).result == result
 
 
 async def _at_least(results: Awaitable[list[JobResult]], n: int) -> list[JobResult] | None:

@@ -8,8 +8,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent_executor.domain.errors import DependencyUnavailable, JobConflict, LeaseLost
+from agent_executor.domain.errors import (
+    DependencyUnavailable,
+    JobConflict,
+    JobMismatch,
+    LeaseLost,
+)
 from agent_executor.domain.events import END, StreamEvent, utc_timestamp
+from agent_executor.domain.fingerprint import fingerprint, mismatch_message
 from agent_executor.domain.health import ProbeResult
 from agent_executor.domain.job import Job
 from agent_executor.domain.result import AgentOutput, JobRecord, JobResult
@@ -33,6 +39,7 @@ class FakeLedger:
         self._check()
         now = datetime.now(UTC)
         record = self.records.get(job.job_id)
+        self._same_job(job)
         if record is None:
             record = JobRecord(job.job_id, job.trace_id, "running", 1, source, now, now, now)
             self.jobs[job.job_id] = job
@@ -73,6 +80,7 @@ class FakeLedger:
         self._check()
         now = datetime.now(UTC)
         record = self.records.get(job.job_id)
+        self._same_job(job)
         if record is not None and record.result is not None:
             return record.result
         lease = self.leases.get(job.job_id)
@@ -87,6 +95,11 @@ class FakeLedger:
         self.leases.pop(job.job_id, None)
         self.finished_at[job.job_id] = now
         return result
+
+    def _same_job(self, job: Job) -> None:
+        known = self.jobs.get(job.job_id)
+        if known is not None and fingerprint(known) != fingerprint(job):
+            raise JobMismatch(mismatch_message(job.job_id))
 
     async def mark_published(self, job_id: str) -> None:
         self._check()

@@ -127,6 +127,21 @@ async def test_a_finished_job_whose_buffer_lost_its_end_gets_one_from_the_ledger
     assert "id:" not in after.text
 
 
+async def test_a_job_id_resent_with_another_input_is_422_and_the_job_stays(api: Api) -> None:
+    """A user fixing a typo and resending under the same job_id is told so, instead of
+    getting the old result with 200."""
+    first = await api.client.post("/", content=structured(job_data()), headers=STRUCTURED)
+    fixed = job_data(input_payload={"messages": [{"role": "user", "content": "hi, fixed"}]})
+    again = await api.client.post("/", content=structured(fixed), headers=STRUCTURED)
+    assert again.status_code == 422
+    body = again.json()
+    assert "job-1" in body["error"] and "new job_id" in body["error"]
+    retraced = await api.client.post(
+        "/", content=structured(job_data(trace_id="another-trace")), headers=STRUCTURED)
+    assert retraced.status_code == 200 and retraced.json()["id"] == first.json()["id"]
+    assert len(api.world.runtime.calls) == 1
+
+
 async def test_respond_async_answers_202_and_the_job_finishes(api: Api) -> None:
     response = await api.client.post(
         "/", content=structured(job_data()),

@@ -165,3 +165,13 @@ async def test_a_finished_job_is_acked_with_its_result_again(world: World,
     assert world.publisher.published == [first, first]
     assert delivery.settled == [("ack", None)]
 
+
+
+async def test_a_job_id_resent_with_another_input_is_terminated_without_a_result(
+        world: World) -> None:
+    first = await world.execute.execute(make_job(), "nats")
+    changed = job_data(input_payload={"messages": [{"role": "user", "content": "fixed typo"}]})
+    delivery = FakeDelivery(changed)
+    await handler(world).handle(delivery)
+    assert delivery.settled == [("term", None)]
+    assert world.publisher.published == [first]

@@ -5,6 +5,8 @@
     │                               (HTTP 400, NATS term; nothing is recorded)
     ├── JobConflict                 the job is running under another worker's lease (409)
     ├── JobNotFound                 no such job in the ledger (404)
+    ├── JobMismatch                 the job_id is known with another definition or input
+    │                               (HTTP 422, NATS term; no result)
     ├── LeaseLost                   this worker no longer owns the job's lease
     ├── DependencyUnavailable       the service's own dependency failed (503, NATS nak)
     └── JobFailure                  the job itself failed; ends it with a `failed` result
@@ -41,6 +43,10 @@ class JobConflict(AgentExecutorError):
 
 class JobNotFound(AgentExecutorError):
     """The ledger has no job with this id."""
+
+
+class JobMismatch(AgentExecutorError):
+    """The job_id names a recorded job whose fingerprint (definition and input) differs."""
 
 
 class LeaseLost(AgentExecutorError):

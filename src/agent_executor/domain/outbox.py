@@ -76,7 +76,9 @@ class ResultOutbox:
 
 def end_data(result: JobResult) -> Mapping[str, Any]:
     """The `end` event's data (CONTRACT section 7)."""
-    data: dict[str, Any] = {"status": result.status}
+    data: dict[str, Any] = {"status": result.status, "run": result.run}
+    if result.reason is not None:
+        data["reason"] = result.reason
     if result.output is not None:
         data["result"] = result.output.to_data()
     if result.error is not None:

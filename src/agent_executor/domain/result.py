@@ -9,8 +9,9 @@ from typing import Any, Literal
 
 from agent_executor.domain.errors import JobFailure
 
-JobStatus = Literal["pending", "running", "completed", "failed"]
-FINISHED: frozenset[str] = frozenset({"completed", "failed"})
+JobStatus = Literal["pending", "running", "interrupted", "completed", "failed", "cancelled"]
+ResultStatus = Literal["completed", "failed", "cancelled"]
+FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,20 @@ class ErrorInfo:
 class JobResult:
     job_id: str
     trace_id: str
-    status: Literal["completed", "failed"]
+    status: ResultStatus
     attempts: int
     finished_at: datetime
     output: AgentOutput | None = None
     error: ErrorInfo | None = None
     duration_ms: int | None = None
+    reason: str | None = None  # cancelled
+    run: int = 1
 
     @property
     def event_id(self) -> str:
-        return f"{self.job_id}:{self.status}"
+        """`{job_id}:{status}` for the first run, `{job_id}:{status}:{run}` after."""
+        return f"{self.job_id}:{self.status}" if self.run == 1 else \
+            f"{self.job_id}:{self.status}:{self.run}"
 
     @classmethod
     def completed(cls, job_id: str, trace_id: str, attempts: int, output: AgentOutput,
@@ -66,6 +71,12 @@ class JobResult:
                duration_ms: int | None = None) -> JobResult:
         return cls(job_id, trace_id, "failed", attempts, datetime.now(UTC),
                    error=error, duration_ms=duration_ms)
+
+    @classmethod
+    def cancelled(cls, job_id: str, trace_id: str, attempts: int, reason: str,
+                  duration_ms: int | None = None) -> JobResult:
+        return cls(job_id, trace_id, "cancelled", attempts, datetime.now(UTC),
+                   reason=reason, duration_ms=duration_ms)
 
     def to_data(self, *, truncated: bool = False) -> dict[str, Any]:
         """The result CloudEvent's `data`. `truncated`: without the conversation and
@@ -81,7 +92,10 @@ class JobResult:
             data["result_url"] = f"/jobs/{self.job_id}"
         if self.error is not None:
             data["error"] = self.error.to_data()
+        if self.reason is not None:
+            data["reason"] = self.reason
         data["attempts"] = self.attempts
+        data["run"] = self.run
         if self.duration_ms is not None:
             data["duration_ms"] = self.duration_ms
         return data
@@ -102,7 +116,8 @@ class JobResult:
                                result.get("messages", [])) if result else None,
             error=ErrorInfo(error["type"], error["message"], bool(error.get("retryable")))
             if error else None,
-            duration_ms=record.get("duration_ms"),
+            duration_ms=record.get("duration_ms"), reason=record.get("reason"),
+            run=int(record.get("run", 1)),
         )
 
 
@@ -119,6 +134,7 @@ class JobRecord:
     updated_at: datetime
     started_at: datetime | None = None
     result: JobResult | None = None
+    run: int = 1
 
     @property
     def finished(self) -> bool:
@@ -126,12 +142,17 @@ class JobRecord:
 
     def to_data(self) -> dict[str, Any]:
         """The `GET /jobs/{job_id}` view."""
-        data: dict[str, Any] = {"job_id": self.job_id, "status": self.status,
-                                "attempts": self.attempts, "source": self.source,
+        data: dict[str, Any] = {"job_id": self.job_id, "trace_id": self.trace_id,
+                                "status": self.status, "attempts": self.attempts,
+                                "run": self.run, "source": self.source,
                                 "created_at": self.created_at.isoformat(),
-                                "updated_at": self.updated_at.isoformat()}
+                                "updated_at": self.updated_at.isoformat(),
+                                "finished_at": self.result.finished_at.isoformat()
+                                if self.result is not None else None}
         if self.result is not None and self.result.output is not None:
             data["result"] = self.result.output.to_data()
         if self.result is not None and self.result.error is not None:
             data["error"] = self.result.error.to_data()
+        if self.result is not None and self.result.reason is not None:
+            data["reason"] = self.result.reason
         return data

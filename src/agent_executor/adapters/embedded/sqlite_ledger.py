@@ -18,7 +18,13 @@ from typing import Any
 
 import aiosqlite
 
-from agent_executor.domain.errors import DependencyUnavailable, JobConflict, LeaseLost
+from agent_executor.domain.errors import (
+    DependencyUnavailable,
+    JobConflict,
+    JobMismatch,
+    LeaseLost,
+)
+from agent_executor.domain.fingerprint import fingerprint, mismatch_message
 from agent_executor.domain.health import ProbeResult
 from agent_executor.domain.job import Job
 from agent_executor.domain.result import JobRecord, JobResult
@@ -27,7 +33,9 @@ logger = logging.getLogger(__name__)
 
 LEDGER_FILE = "ledger.sqlite3"
 _COLUMNS = ("job_id, trace_id, status, attempts, source, created_at, updated_at, "
-            "started_at, result")
+            "started_at, result, fingerprint, run")
+# A row recorded before fingerprints (NULL) matches every delivery.
+_SAME_JOB = "(fingerprint IS NULL OR fingerprint = excluded.fingerprint)"
 _LEASE_FREE = "(lease_expires_at IS NULL OR lease_expires_at <= :now)"
 
 _SCHEMA = """
@@ -45,21 +53,25 @@ CREATE TABLE IF NOT EXISTS job_ledger (
     started_at REAL,
     finished_at REAL,
     updated_at REAL NOT NULL,
-    published_at REAL
+    published_at REAL,
+    fingerprint TEXT,
+    run INTEGER NOT NULL DEFAULT 1,
+    cancel_requested_at REAL,
+    cancel_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS job_ledger_unfinished_lease_idx
     ON job_ledger (lease_expires_at) WHERE finished_at IS NULL;
 """
 _CLAIM = f"""
 INSERT INTO job_ledger (job_id, trace_id, source, status, attempts, job, lease_owner,
-                        lease_expires_at, created_at, started_at, updated_at)
+                        lease_expires_at, created_at, started_at, updated_at, fingerprint)
 VALUES (:job_id, :trace_id, :source, 'running', 1, :job, :owner, :now + :lease,
-        :now, :now, :now)
+        :now, :now, :now, :fingerprint)
 ON CONFLICT (job_id) DO UPDATE
    SET status = 'running', attempts = attempts + 1, lease_owner = excluded.lease_owner,
        lease_expires_at = excluded.lease_expires_at,
        started_at = coalesce(started_at, excluded.started_at), updated_at = :now
- WHERE finished_at IS NULL AND {_LEASE_FREE}
+ WHERE finished_at IS NULL AND {_LEASE_FREE} AND {_SAME_JOB}
 RETURNING {_COLUMNS}"""
 _GET = f"SELECT {_COLUMNS} FROM job_ledger WHERE job_id = :job_id"
 _RENEW = """
@@ -74,12 +86,13 @@ UPDATE job_ledger
 RETURNING result"""
 _ABANDON = f"""
 INSERT INTO job_ledger (job_id, trace_id, source, status, attempts, job, result,
-                        created_at, finished_at, updated_at)
-VALUES (:job_id, :trace_id, :source, :status, :attempts, :job, :result, :now, :now, :now)
+                        created_at, finished_at, updated_at, fingerprint)
+VALUES (:job_id, :trace_id, :source, :status, :attempts, :job, :result, :now, :now, :now,
+        :fingerprint)
 ON CONFLICT (job_id) DO UPDATE
    SET status = excluded.status, result = excluded.result, finished_at = :now,
        lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
- WHERE finished_at IS NULL AND {_LEASE_FREE}
+ WHERE finished_at IS NULL AND {_LEASE_FREE} AND {_SAME_JOB}
 RETURNING result"""
 _PUBLISHED = """
 UPDATE job_ledger SET published_at = :now
@@ -129,12 +142,7 @@ class SqliteJobLedger:
             await conn.execute("PRAGMA journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await conn.executescript(_SCHEMA)
-            columns = {row[1] for row in await conn.execute_fetchall(
-                "PRAGMA table_info(job_ledger)")}
-            if "published_at" not in columns:  # a file from before the outbox
-                await conn.execute("ALTER TABLE job_ledger ADD COLUMN published_at REAL")
-                await conn.execute("UPDATE job_ledger SET published_at = finished_at "
-                                   "WHERE finished_at IS NOT NULL")
+            await _add_missing_columns(conn)
         except (sqlite3.Error, OSError) as exc:
             raise DependencyUnavailable(f"job ledger ({self.path}) unusable: {exc}") from exc
         self._conn = conn
@@ -151,11 +159,14 @@ class SqliteJobLedger:
 
     async def claim(self, job: Job, source: str, owner: str, lease_seconds: float) -> JobRecord:
         params = {"job_id": job.job_id, "trace_id": job.trace_id, "source": source,
-                  "job": json.dumps(job.to_data()), "owner": owner, "lease": lease_seconds}
+                  "job": json.dumps(job.to_data()), "owner": owner, "lease": lease_seconds,
+                  "fingerprint": fingerprint(job)}
         rows = await self._fetch(_CLAIM, params)
         if rows:
             return _record(rows[0])
         rows = await self._fetch(_GET, params)
+        if rows:
+            _same_job(rows[0], job, str(params["fingerprint"]))
         if rows and rows[0]["result"] is not None:
             return _record(rows[0])
         raise JobConflict(f"job {job.job_id} is running under another lease")
@@ -178,10 +189,13 @@ class SqliteJobLedger:
     async def abandon(self, job: Job, source: str, result: JobResult) -> JobResult:
         params = {"job_id": job.job_id, "trace_id": job.trace_id, "source": source,
                   "status": result.status, "attempts": result.attempts,
-                  "job": json.dumps(job.to_data()), "result": json.dumps(result.to_record())}
+                  "job": json.dumps(job.to_data()), "result": json.dumps(result.to_record()),
+                  "fingerprint": fingerprint(job)}
         rows = await self._fetch(_ABANDON, params)
         if not rows:
             rows = await self._fetch(_GET, params)
+            if rows:
+                _same_job(rows[0], job, str(params["fingerprint"]))
             if not rows or rows[0]["result"] is None:
                 raise JobConflict(f"job {job.job_id} is running under another lease")
         return JobResult.from_record(json.loads(rows[0]["result"]))
@@ -247,6 +261,31 @@ class SqliteReadinessProbe:
         return ProbeResult(ok=True, embedded=True)
 
 
+# Columns later versions added, with what rows of an older file get.
+_ADDED_COLUMNS = (
+    ("published_at", "REAL", "UPDATE job_ledger SET published_at = finished_at "
+                             "WHERE finished_at IS NOT NULL"),
+    ("fingerprint", "TEXT", None),
+    ("run", "INTEGER NOT NULL DEFAULT 1", None),
+    ("cancel_requested_at", "REAL", None),
+    ("cancel_reason", "TEXT", None),
+)
+
+
+async def _add_missing_columns(conn: aiosqlite.Connection) -> None:
+    columns = {row[1] for row in await conn.execute_fetchall("PRAGMA table_info(job_ledger)")}
+    for name, kind, backfill in _ADDED_COLUMNS:
+        if name not in columns:
+            await conn.execute(f"ALTER TABLE job_ledger ADD COLUMN {name} {kind}")
+            if backfill:
+                await conn.execute(backfill)
+
+
+def _same_job(row: sqlite3.Row, job: Job, print_: str) -> None:
+    if row["fingerprint"] is not None and row["fingerprint"] != print_:
+        raise JobMismatch(mismatch_message(job.job_id))
+
+
 def _time(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
@@ -258,5 +297,5 @@ def _record(row: sqlite3.Row) -> JobRecord:
     assert created is not None and updated is not None
     return JobRecord(job_id=row["job_id"], trace_id=row["trace_id"], status=row["status"],
                      attempts=row["attempts"], source=row["source"], created_at=created,
-                     updated_at=updated, started_at=_time(row["started_at"]),
+                     updated_at=updated, started_at=_time(row["started_at"]), run=row["run"],
                      result=None if result is None else JobResult.from_record(json.loads(result)))

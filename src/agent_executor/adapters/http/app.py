@@ -26,6 +26,7 @@ from agent_executor.domain.errors import (
     DependencyUnavailable,
     InvalidJob,
     JobConflict,
+    JobMismatch,
     JobNotFound,
     LeaseLost,
 )
@@ -46,6 +47,7 @@ ERROR_STATUS: dict[type[AgentExecutorError], int] = {
     InvalidJob: 400,
     JobNotFound: 404,
     JobConflict: 409,
+    JobMismatch: 422,
     LeaseLost: 409,
     DependencyUnavailable: 503,
 }

@@ -21,7 +21,12 @@ from agent_executor.adapters.nats.codec import job_identity, read_nats_job
 from agent_executor.adapters.nats.delivery import Delivery
 from agent_executor.adapters.nats.settlement import RetryPolicy, Settlement, settle
 from agent_executor.domain.capacity import Slot
-from agent_executor.domain.errors import DependencyUnavailable, InvalidJob, JobConflict
+from agent_executor.domain.errors import (
+    DependencyUnavailable,
+    InvalidJob,
+    JobConflict,
+    JobMismatch,
+)
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.job import Job
 
@@ -97,6 +102,8 @@ class DeliveryHandler:
             logger.warning("NATS message on %s is not a valid job: %s", delivery.subject,
                            exc.message, extra=log)
             decision = await self._reject(delivery, exc, identity, decision)
+        elif isinstance(exc, JobMismatch):
+            logger.warning("NATS message refused: %s", exc, extra=log)
         elif isinstance(exc, JobConflict):
             logger.info("job is running elsewhere (delivery %d)", delivered, extra=log)
         elif isinstance(exc, DependencyUnavailable):

@@ -6,6 +6,7 @@ apart from NATS:
 | error                         | before the last delivery | on the last delivery              |
 | ----------------------------- | ------------------------ | --------------------------------- |
 | InvalidJob                    | term, after a `{prefix}.rejected` event (never a job's result) |
+| JobMismatch                   | term: the job_id names another job; no result (its own stands) |
 | JobConflict, LeaseLost        | nak, growing delay       | ack: the job runs elsewhere and   |
 |                               |                          | ends with its own result          |
 | DependencyUnavailable, other  | nak, growing delay       | give up: the use case records a   |
@@ -21,6 +22,7 @@ from agent_executor.domain.errors import (
     DependencyUnavailable,
     InvalidJob,
     JobConflict,
+    JobMismatch,
     LeaseLost,
 )
 from agent_executor.domain.result import ErrorInfo
@@ -56,6 +58,8 @@ def settle(error: BaseException, num_delivered: int, max_deliver: int,
     last = max_deliver > 0 and num_delivered >= max_deliver
     if isinstance(error, InvalidJob):
         return Settlement("term", reject=True, outcome="not a valid job")
+    if isinstance(error, JobMismatch):
+        return Settlement("term", outcome="job_id known with another definition or input")
     if isinstance(error, JobConflict | LeaseLost):
         if last:
             return Settlement("ack", outcome="running elsewhere; this duplicate is dropped")

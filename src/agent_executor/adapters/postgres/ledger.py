@@ -13,12 +13,20 @@ from typing import Any
 
 from agent_executor.adapters.config import PostgresSettings
 from agent_executor.adapters.postgres.pool import DRIVER_ERRORS, create_pool, quote_ident
-from agent_executor.domain.errors import DependencyUnavailable, JobConflict, LeaseLost
+from agent_executor.domain.errors import (
+    DependencyUnavailable,
+    JobConflict,
+    JobMismatch,
+    LeaseLost,
+)
+from agent_executor.domain.fingerprint import fingerprint, mismatch_message
 from agent_executor.domain.job import Job
 from agent_executor.domain.result import JobRecord, JobResult
 
 _COLUMNS = ("job_id, trace_id, status, attempts, source, created_at, updated_at, "
-            "started_at, result")
+            "started_at, result, fingerprint, run")
+# A row recorded before fingerprints (NULL) matches every delivery.
+_SAME_JOB = "(l.fingerprint IS NULL OR l.fingerprint = excluded.fingerprint)"
 _LEASE_FREE = "(l.lease_expires_at IS NULL OR l.lease_expires_at <= now())"
 
 
@@ -32,14 +40,15 @@ class PostgresJobLedger:
         table = f"{quote_ident(schema)}.job_ledger"
         self._claim_sql = f"""
             INSERT INTO {table} AS l (job_id, trace_id, source, status, attempts, job,
-                                      lease_owner, lease_expires_at, started_at)
-            VALUES ($1, $2, $3, 'running', 1, $4, $5, now() + make_interval(secs => $6), now())
+                                      lease_owner, lease_expires_at, started_at, fingerprint)
+            VALUES ($1, $2, $3, 'running', 1, $4, $5, now() + make_interval(secs => $6), now(),
+                    $7)
             ON CONFLICT (job_id) DO UPDATE
                SET status = 'running', attempts = l.attempts + 1,
                    lease_owner = excluded.lease_owner,
                    lease_expires_at = excluded.lease_expires_at,
                    started_at = coalesce(l.started_at, now()), updated_at = now()
-             WHERE l.finished_at IS NULL AND {_LEASE_FREE}
+             WHERE l.finished_at IS NULL AND {_LEASE_FREE} AND {_SAME_JOB}
             RETURNING {_COLUMNS}"""
         self._get_sql = f"SELECT {_COLUMNS} FROM {table} WHERE job_id = $1"
         self._renew_sql = f"""
@@ -54,12 +63,12 @@ class PostgresJobLedger:
             RETURNING result"""
         self._abandon_sql = f"""
             INSERT INTO {table} AS l (job_id, trace_id, source, status, attempts, job,
-                                      result, finished_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+                                      result, finished_at, fingerprint)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8)
             ON CONFLICT (job_id) DO UPDATE
                SET status = excluded.status, result = excluded.result, finished_at = now(),
                    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-             WHERE l.finished_at IS NULL AND {_LEASE_FREE}
+             WHERE l.finished_at IS NULL AND {_LEASE_FREE} AND {_SAME_JOB}
             RETURNING result"""
         self._published_sql = f"""
             UPDATE {table} SET published_at = now()
@@ -111,13 +120,15 @@ class PostgresJobLedger:
     async def claim(self, job: Job, source: str, owner: str, lease_seconds: float) -> JobRecord:
         async with self._connection() as conn:
             # A row that vanished between the two statements was pruned: claim again.
+            print_ = fingerprint(job)
             for _ in range(3):
                 row = await conn.fetchrow(self._claim_sql, job.job_id, job.trace_id, source,
-                                          job.to_data(), owner, float(lease_seconds))
+                                          job.to_data(), owner, float(lease_seconds), print_)
                 if row is not None:
                     return _record(row)
                 row = await conn.fetchrow(self._get_sql, job.job_id)
                 if row is not None:
+                    _same_job(row, job, print_)
                     record = _record(row)
                     if record.finished:
                         return record
@@ -143,11 +154,14 @@ class PostgresJobLedger:
 
     async def abandon(self, job: Job, source: str, result: JobResult) -> JobResult:
         async with self._connection() as conn:
+            print_ = fingerprint(job)
             stored = await conn.fetchval(self._abandon_sql, job.job_id, job.trace_id, source,
                                          result.status, result.attempts, job.to_data(),
-                                         result.to_record())
+                                         result.to_record(), print_)
             if stored is None:
                 row = await conn.fetchrow(self._get_sql, job.job_id)
+                if row is not None:
+                    _same_job(row, job, print_)
                 if row is None or row["result"] is None:
                     raise JobConflict(f"job {job.job_id} is running under another lease")
                 stored = row["result"]
@@ -195,12 +209,17 @@ def _unavailable(exc: BaseException) -> DependencyUnavailable:
         f"job ledger (PostgreSQL) unavailable: {type(exc).__name__}: {exc}".rstrip(": "))
 
 
+def _same_job(row: Mapping[str, Any], job: Job, print_: str) -> None:
+    if row["fingerprint"] is not None and row["fingerprint"] != print_:
+        raise JobMismatch(mismatch_message(job.job_id))
+
+
 def _record(row: Mapping[str, Any]) -> JobRecord:
     result = row["result"]
     return JobRecord(job_id=row["job_id"], trace_id=row["trace_id"], status=row["status"],
                      attempts=row["attempts"], source=row["source"],
                      created_at=row["created_at"], updated_at=row["updated_at"],
-                     started_at=row["started_at"],
+                     started_at=row["started_at"], run=row["run"],
                      result=None if result is None else JobResult.from_record(result))
 
 
