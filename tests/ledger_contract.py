@@ -16,7 +16,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from agent_executor.domain.errors import JobConflict, JobMismatch, LeaseLost
+from agent_executor.domain.errors import (
+    JobConflict,
+    JobFinished,
+    JobMismatch,
+    JobNotFound,
+    LeaseLost,
+)
 from agent_executor.domain.job import Job
 from agent_executor.domain.result import AgentOutput, ErrorInfo, JobRecord, JobResult
 from agent_executor.ports.ledger import JobLedger
@@ -336,6 +342,51 @@ class LedgerContract:
         result = await ledger.finish(job.job_id, A, completed(job))
         traced_anew = Job(job.job_id, "another-trace", job.agent_definition, job.input_payload)
         assert (await ledger.claim(traced_anew, "nats", B, LEASE)).result == result
+
+    async def test_cancel_of_a_pending_job_ends_it_at_once(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        await ledger.release(job.job_id, A)
+        record = await ledger.cancel(job.job_id, "not needed", keep_unknown=False)
+        assert record.status == "cancelled" and record.result is not None
+        result = record.result
+        assert (result.status, result.reason, result.trace_id, result.attempts) == (
+            "cancelled", "not needed", job.trace_id, 1)
+        assert result.event_id == f"{job.job_id}:cancelled"
+        assert (await ledger.claim(job, "nats", B, LEASE)).result == result  # never starts
+        assert await ledger.claim_orphan(frozenset({"http"}), B, LEASE) is None
+        assert await ledger.get(job.job_id) == record
+
+    async def test_cancel_of_a_running_job_is_noted_for_its_runner(
+            self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, SHORT_LEASE)
+        await ledger.renew(job.job_id, A, LEASE)
+        assert await ledger.renew(job.job_id, A, LEASE) is None
+        record = await ledger.cancel(job.job_id, "user asked", keep_unknown=False)
+        assert (record.status, record.result, record.cancel_reason) == (
+            "running", None, "user asked")
+        assert await ledger.renew(job.job_id, A, LEASE) == "user asked"
+        ours = JobResult.cancelled(job.job_id, job.trace_id, 1, "user asked")
+        assert await ledger.finish(job.job_id, A, ours) == ours
+        with pytest.raises(JobFinished):
+            await ledger.cancel(job.job_id, "again", keep_unknown=True)
+
+    async def test_a_noted_cancel_survives_its_runner(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, SHORT_LEASE)
+        await ledger.cancel(job.job_id, "stop", keep_unknown=False)
+        taken = await take_over(ledger, job)  # A died: whoever takes it over is told
+        assert taken.cancel_reason == "stop"
+
+    async def test_cancel_of_an_unknown_job(self, ledger: JobLedger) -> None:
+        with pytest.raises(JobNotFound):
+            await ledger.cancel("nope", "x", keep_unknown=False)
+        assert await ledger.get("nope") is None
+        kept = await ledger.cancel("early", "cancelled before it arrived", keep_unknown=True)
+        assert kept.status == "cancelled" and kept.result is not None
+        arrived = await ledger.claim(make_job("early"), "nats", A, LEASE)
+        assert arrived.result == kept.result  # it ends cancelled without running
 
 
 async def _at_least(results: Awaitable[list[JobResult]], n: int) -> list[JobResult] | None:

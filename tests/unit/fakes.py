@@ -11,7 +11,9 @@ from typing import Any
 from agent_executor.domain.errors import (
     DependencyUnavailable,
     JobConflict,
+    JobFinished,
     JobMismatch,
+    JobNotFound,
     LeaseLost,
 )
 from agent_executor.domain.events import END, StreamEvent, utc_timestamp
@@ -29,6 +31,7 @@ class FakeLedger:
         self.leases: dict[str, tuple[str, datetime]] = {}
         self.finished_at: dict[str, datetime] = {}
         self.published: set[str] = set()
+        self.fingerprints: dict[str, str] = {}
         self.down = False
 
     def _check(self) -> None:
@@ -55,12 +58,38 @@ class FakeLedger:
         self.leases[job.job_id] = (owner, now + timedelta(seconds=lease_seconds))
         return record
 
-    async def renew(self, job_id: str, owner: str, lease_seconds: float) -> None:
+    async def renew(self, job_id: str, owner: str, lease_seconds: float) -> str | None:
         self._check()
         lease = self.leases.get(job_id)
-        if lease is None or lease[0] != owner:
+        if lease is None or lease[0] != owner or self.records[job_id].finished:
             raise LeaseLost(job_id)
         self.leases[job_id] = (owner, datetime.now(UTC) + timedelta(seconds=lease_seconds))
+        return self.records[job_id].cancel_reason
+
+    async def cancel(self, job_id: str, reason: str, *, keep_unknown: bool) -> JobRecord:
+        self._check()
+        now = datetime.now(UTC)
+        record = self.records.get(job_id)
+        if record is None:
+            if not keep_unknown:
+                raise JobNotFound(job_id)
+            result = JobResult.cancelled(job_id, "", 0, reason)
+            record = JobRecord(job_id, "", "cancelled", 0, "nats", now, now, result=result,
+                               cancel_reason=reason)
+            self.jobs[job_id] = Job(job_id, "", {}, {})
+            self.finished_at[job_id] = now
+        elif record.finished:
+            raise JobFinished(f"job {job_id} already {record.status}")
+        else:
+            lease = self.leases.get(job_id)
+            record = replace(record, cancel_reason=reason, updated_at=now)
+            if lease is None or lease[1] <= now:
+                result = JobResult.cancelled(job_id, record.trace_id, record.attempts, reason)
+                record = replace(record, status="cancelled", result=result)
+                self.leases.pop(job_id, None)
+                self.finished_at[job_id] = now
+        self.records[job_id] = record
+        return record
 
     async def finish(self, job_id: str, owner: str, result: JobResult) -> JobResult:
         self._check()
@@ -97,8 +126,8 @@ class FakeLedger:
         return result
 
     def _same_job(self, job: Job) -> None:
-        known = self.jobs.get(job.job_id)
-        if known is not None and fingerprint(known) != fingerprint(job):
+        known = self.fingerprints.setdefault(job.job_id, fingerprint(job))
+        if known != fingerprint(job):
             raise JobMismatch(mismatch_message(job.job_id))
 
     async def mark_published(self, job_id: str) -> None:

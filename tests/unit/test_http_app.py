@@ -142,6 +142,32 @@ async def test_a_job_id_resent_with_another_input_is_422_and_the_job_stays(api: 
     assert len(api.world.runtime.calls) == 1
 
 
+async def test_cancel_route(api: Api) -> None:
+    assert (await api.client.post("/jobs/nope/cancel")).status_code == 404
+    api.world.runtime.gate = asyncio.Event()
+    posted = await api.client.post("/", content=structured(job_data()),
+                                   headers={**STRUCTURED, "prefer": "respond-async"})
+    assert posted.status_code == 202
+    await api.world.runtime.started.wait()
+    wrong = await api.client.post("/jobs/job-1/cancel", json={"job_id": "other"})
+    assert wrong.status_code == 400 and "job_id" in wrong.json()["error"]
+    assert (await api.client.post("/jobs/job-1/cancel", content=b"[1]")).status_code == 400
+    answer = await api.client.post("/jobs/job-1/cancel", json={"reason": "enough"})
+    assert answer.status_code == 202 and answer.json()["job_id"] == "job-1"
+
+    async def ended() -> bool:
+        return (await api.client.get("/jobs/job-1")).json()["status"] == "cancelled"
+    for _ in range(500):
+        if await ended():
+            break
+        await asyncio.sleep(0.01)  # polling the status
+    view = (await api.client.get("/jobs/job-1")).json()
+    assert (view["status"], view["reason"]) == ("cancelled", "enough")
+    assert view["finished_at"] is not None
+    again = await api.client.post("/jobs/job-1/cancel")
+    assert again.status_code == 409 and "already cancelled" in again.json()["error"]
+
+
 async def test_respond_async_answers_202_and_the_job_finishes(api: Api) -> None:
     response = await api.client.post(
         "/", content=structured(job_data()),

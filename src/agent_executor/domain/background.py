@@ -86,12 +86,20 @@ class BackgroundJobs:
         return taken
 
     async def reap_forever(self) -> None:
-        while True:
-            try:
-                await self.reap_once()
-            except AgentExecutorError as exc:
-                logger.warning("orphan reaper: %s", exc)
-            await asyncio.sleep(self._interval)
+        """Reap every interval; meanwhile stop the jobs other replicas cancel."""
+        listener = asyncio.create_task(self._execute.listen_for_cancels(),
+                                       name="cancel-listener")
+        try:
+            while True:
+                try:
+                    await self.reap_once()
+                except AgentExecutorError as exc:
+                    logger.warning("orphan reaper: %s", exc)
+                await asyncio.sleep(self._interval)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(BaseException):
+                await listener
 
     async def drain(self, grace_seconds: float) -> None:
         """Let running jobs finish for up to `grace_seconds`, then cancel the rest

@@ -5,6 +5,7 @@
     │                               (HTTP 400, NATS term; nothing is recorded)
     ├── JobConflict                 the job is running under another worker's lease (409)
     ├── JobNotFound                 no such job in the ledger (404)
+    ├── JobFinished                 the job already ended; it cannot be cancelled (409)
     ├── JobMismatch                 the job_id is known with another definition or input
     │                               (HTTP 422, NATS term; no result)
     ├── LeaseLost                   this worker no longer owns the job's lease
@@ -43,6 +44,10 @@ class JobConflict(AgentExecutorError):
 
 class JobNotFound(AgentExecutorError):
     """The ledger has no job with this id."""
+
+
+class JobFinished(AgentExecutorError):
+    """The job already ended (completed, failed or cancelled)."""
 
 
 class JobMismatch(AgentExecutorError):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from agent_executor.domain import events as ev
@@ -26,6 +27,7 @@ from agent_executor.ports.ledger import JobLedger
 from agent_executor.ports.metrics import JobMetrics
 from agent_executor.ports.publisher import ResultPublisher
 from agent_executor.ports.runtime import AgentRuntime
+from agent_executor.ports.signals import CancelBroadcast
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,8 @@ class ExecuteJob:
     def __init__(self, ledger: JobLedger, runtime: AgentRuntime, events: EventStream,
                  publisher: ResultPublisher, metrics: JobMetrics, *, owner: str,
                  max_concurrent: int, job_timeout_seconds: float,
-                 lease_seconds: float = 30.0, max_attempts: int = 5) -> None:
+                 lease_seconds: float = 30.0, max_attempts: int = 5,
+                 broadcast: CancelBroadcast | None = None) -> None:
         self._ledger = ledger
         self._runtime = runtime
         self._events = events
@@ -59,6 +62,8 @@ class ExecuteJob:
         self.job_timeout_seconds = job_timeout_seconds
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
+        self._broadcast: CancelBroadcast = broadcast or _NoBroadcast()
+        self._cancel_requests: dict[str, asyncio.Event] = {}
 
     @property
     def free_slots(self) -> int:
@@ -99,18 +104,52 @@ class ExecuteJob:
         await self.outbox.deliver(recorded)
         return recorded
 
+    async def cancel(self, job_id: str, reason: str, *, keep_unknown: bool = False
+                     ) -> JobRecord:
+        """Cancel a job wherever it is: a pending one ends `cancelled` at once (its
+        result delivered), a running one is told through the ledger and the broadcast,
+        and its runner stops it at the next await and records the `cancelled` result.
+        Raises `JobNotFound` (unless `keep_unknown`) or `JobFinished`."""
+        record = await self._ledger.cancel(job_id, reason, keep_unknown=keep_unknown)
+        log = {"job_id": job_id, "trace_id": record.trace_id}
+        if record.result is not None:
+            logger.info("job cancelled before it ran: %s", reason, extra=log)
+            self._metrics.job_finished(record.source, "cancelled", None)
+            await self.outbox.deliver(record.result)
+        else:
+            logger.info("cancel asked for while the job runs: %s", reason, extra=log)
+            self.notice_cancel(job_id)
+            await self._broadcast.announce(job_id)
+        return record
+
+    def notice_cancel(self, job_id: str) -> None:
+        """A cancel was asked for `job_id`: stop it if it runs (or waits) here."""
+        requested = self._cancel_requests.get(job_id)
+        if requested is not None:
+            requested.set()
+
+    async def listen_for_cancels(self) -> None:
+        """Until cancelled: stop jobs of this process that another replica cancels."""
+        await self._broadcast.listen(self.notice_cancel)
+
     async def run_claimed(self, job: Job, record: JobRecord,
                           slot: Slot | None = None) -> JobResult:
         """Run a job whose lease `claim` took, in `slot` (or one it waits for);
         delivers and returns its result. The slot is given back either way."""
-        renewer = asyncio.create_task(self._keep_lease(job.job_id))
+        cancelled = self._cancel_requests.setdefault(job.job_id, asyncio.Event())
+        if record.cancel_reason is not None:
+            cancelled.set()
+        renewer = asyncio.create_task(self._keep_lease(job.job_id, cancelled))
         try:
             try:
                 if record.attempts > self.max_attempts:
                     result = await self._exhausted(job, record)
                 else:
-                    slot = slot or await self.capacity.acquire()
-                    result = await self._run(job, record, renewer)
+                    slot = slot or await self._slot_unless(cancelled)
+                    if slot is None or cancelled.is_set():
+                        result = await self._cancelled_unstarted(job, record)
+                    else:
+                        result = await self._run(job, record, renewer, cancelled)
             finally:
                 if slot is not None:
                     slot.release()
@@ -120,8 +159,42 @@ class ExecuteJob:
                 async with asyncio.timeout(self.lease_seconds / 3):
                     await self._ledger.release(job.job_id, self.owner)
             raise
+        finally:
+            self._cancel_requests.pop(job.job_id, None)
         renewer.cancel()
         await self.outbox.deliver(result)
+        return result
+
+    async def _slot_unless(self, cancelled: asyncio.Event) -> Slot | None:
+        """A slot, or None when the job is cancelled while it waits for one."""
+        acquire = asyncio.ensure_future(self.capacity.acquire())
+        stop = asyncio.ensure_future(cancelled.wait())
+        try:
+            done, _ = await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not acquire.done():
+                acquire.cancel()
+        if acquire in done:
+            return acquire.result()
+        with contextlib.suppress(asyncio.CancelledError):
+            await acquire
+        return None
+
+    async def _cancel_reason(self, job_id: str) -> str:
+        with contextlib.suppress(DependencyUnavailable):
+            record = await self._ledger.get(job_id)
+            if record is not None and record.cancel_reason:
+                return record.cancel_reason
+        return "cancelled on request"
+
+    async def _cancelled_unstarted(self, job: Job, record: JobRecord) -> JobResult:
+        result = JobResult.cancelled(job.job_id, job.trace_id, record.attempts,
+                                     await self._cancel_reason(job.job_id))
+        result = await self._ledger.finish(job.job_id, self.owner, result)
+        logger.info("job cancelled before it started", extra={"job_id": job.job_id,
+                                                              "trace_id": job.trace_id})
+        self._metrics.job_finished(record.source, result.status, None)
         return result
 
     async def _exhausted(self, job: Job, record: JobRecord) -> JobResult:
@@ -138,7 +211,8 @@ class ExecuteJob:
         self._metrics.job_finished(record.source, result.status, None)
         return result
 
-    async def _run(self, job: Job, record: JobRecord, renewer: asyncio.Task[None]) -> JobResult:
+    async def _run(self, job: Job, record: JobRecord, renewer: asyncio.Task[None],
+                   cancelled: asyncio.Event) -> JobResult:
         log = {"job_id": job.job_id, "trace_id": job.trace_id}
         started = record.started_at or datetime.now(UTC)
         remaining = self.job_timeout_seconds - (datetime.now(UTC) - started).total_seconds()
@@ -147,7 +221,7 @@ class ExecuteJob:
         clock = time.monotonic()
         status = "interrupted"
         try:
-            result = await self._attempt(job, record, writer, remaining, renewer)
+            result = await self._attempt(job, record, writer, remaining, renewer, cancelled)
             result = await self._ledger.finish(job.job_id, self.owner, result)
             status = result.status
             await writer.emit(ev.END, end_data(result))
@@ -158,20 +232,27 @@ class ExecuteJob:
             await writer.aclose()
 
     async def _attempt(self, job: Job, record: JobRecord, writer: EventWriter,
-                       remaining: float, renewer: asyncio.Task[None]) -> JobResult:
+                       remaining: float, renewer: asyncio.Task[None],
+                       cancelled: asyncio.Event) -> JobResult:
         started = record.started_at or datetime.now(UTC)
+        stop = asyncio.ensure_future(cancelled.wait())
         try:
             if remaining <= 0:
                 raise TimeoutError
             run = asyncio.ensure_future(self._runtime.run(job, writer.emit))
-            done, _ = await asyncio.wait({run, renewer}, timeout=remaining,
+            done, _ = await asyncio.wait({run, renewer, stop}, timeout=remaining,
                                          return_when=asyncio.FIRST_COMPLETED)
             if run not in done:
                 run.cancel()
                 with contextlib.suppress(BaseException):
-                    await run
+                    await run  # stops at its next await; its checkpoints are kept
                 if renewer in done:
                     renewer.result()  # raises LeaseLost or the dependency error
+                if stop in done:
+                    duration_ms = int((datetime.now(UTC) - started).total_seconds() * 1000)
+                    return JobResult.cancelled(job.job_id, job.trace_id, record.attempts,
+                                               await self._cancel_reason(job.job_id),
+                                               duration_ms)
                 raise TimeoutError
             output = run.result()
             duration_ms = int((datetime.now(UTC) - started).total_seconds() * 1000)
@@ -188,11 +269,13 @@ class ExecuteJob:
             logger.exception("agent raised unexpectedly",
                              extra={"job_id": job.job_id, "trace_id": job.trace_id})
             failure = AgentError(f"{type(exc).__name__}: {exc}")
+        finally:
+            stop.cancel()
         duration_ms = int((datetime.now(UTC) - started).total_seconds() * 1000)
         return JobResult.failed(job.job_id, job.trace_id, record.attempts,
                                 ErrorInfo.from_failure(failure), duration_ms)
 
-    async def _keep_lease(self, job_id: str) -> None:
+    async def _keep_lease(self, job_id: str, cancelled: asyncio.Event) -> None:
         """Renew every third of the lease. The run must stop before the lease can
         expire in the ledger, or another worker could take the job over while this one
         still runs it: so each renewal, however long the ledger takes to answer, is
@@ -205,8 +288,10 @@ class ExecuteJob:
             attempt = time.monotonic()
             try:
                 async with asyncio.timeout(max(0.0, deadline - attempt)):
-                    await self._ledger.renew(job_id, self.owner, self.lease_seconds)
+                    reason = await self._ledger.renew(job_id, self.owner, self.lease_seconds)
                 deadline = attempt + self.lease_seconds - interval
+                if reason is not None:  # the broadcast was missed: the ledger knows
+                    cancelled.set()
             except (DependencyUnavailable, TimeoutError) as exc:
                 if time.monotonic() >= deadline:
                     raise DependencyUnavailable(
@@ -215,3 +300,13 @@ class ExecuteJob:
                 logger.warning("lease renewal failed (%s); retrying", exc,
                                extra={"job_id": job_id})
 
+
+
+class _NoBroadcast:
+    """One process on its own: its cancels are noticed locally (`notice_cancel`)."""
+
+    async def announce(self, job_id: str) -> None:
+        return None
+
+    async def listen(self, on_cancel: Callable[[str], None]) -> None:
+        await asyncio.Event().wait()

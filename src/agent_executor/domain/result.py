@@ -135,6 +135,7 @@ class JobRecord:
     started_at: datetime | None = None
     result: JobResult | None = None
     run: int = 1
+    cancel_reason: str | None = None  # a cancel was asked for while it ran
 
     @property
     def finished(self) -> bool:

@@ -21,12 +21,30 @@ class JobLedger(Protocol):
         - finished job: returned unchanged (`record.result` set), no lease taken;
         - unfinished job whose lease is free or expired: lease taken, attempts + 1,
           `running`, `started_at` kept from the first attempt;
-        - unfinished job under a live lease (whoever holds it): raises `JobConflict`.
+        - unfinished job under a live lease (whoever holds it): raises `JobConflict`;
+        - a known job_id with another fingerprint (definition, input): raises
+          `JobMismatch`, whatever its state.
+        `record.cancel_reason` is set when a cancel was asked for (see `cancel`).
         """
         ...
 
-    async def renew(self, job_id: str, owner: str, lease_seconds: float) -> None:
-        """Extend the lease; raises `LeaseLost` if `owner` no longer holds it."""
+    async def renew(self, job_id: str, owner: str, lease_seconds: float) -> str | None:
+        """Extend the lease; raises `LeaseLost` if `owner` no longer holds it. Returns
+        the reason of a cancel asked for meanwhile (`cancel`), else None."""
+        ...
+
+    async def cancel(self, job_id: str, reason: str, *, keep_unknown: bool) -> JobRecord:
+        """Ask for the job to end `cancelled`; returns its record after the request.
+
+        - unfinished job whose lease is free or expired (pending): finished at once
+          with a `cancelled` result (`record.result` set): it never starts;
+        - unfinished job under a live lease: the request is noted (`cancel_reason`);
+          its runner sees it at its next renewal (or sooner, by a broadcast) and
+          records the `cancelled` result itself;
+        - finished job: raises `JobFinished`;
+        - unknown job: raises `JobNotFound`, or with `keep_unknown` records the job as
+          `cancelled` already, so that when it arrives it ends so without running.
+        """
         ...
 
     async def finish(self, job_id: str, owner: str, result: JobResult) -> JobResult:

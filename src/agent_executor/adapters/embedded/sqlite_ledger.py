@@ -21,7 +21,9 @@ import aiosqlite
 from agent_executor.domain.errors import (
     DependencyUnavailable,
     JobConflict,
+    JobFinished,
     JobMismatch,
+    JobNotFound,
     LeaseLost,
 )
 from agent_executor.domain.fingerprint import fingerprint, mismatch_message
@@ -33,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 LEDGER_FILE = "ledger.sqlite3"
 _COLUMNS = ("job_id, trace_id, status, attempts, source, created_at, updated_at, "
-            "started_at, result, fingerprint, run")
+            "started_at, result, fingerprint, run, cancel_reason")
 # A row recorded before fingerprints (NULL) matches every delivery.
 _SAME_JOB = "(fingerprint IS NULL OR fingerprint = excluded.fingerprint)"
 _LEASE_FREE = "(lease_expires_at IS NULL OR lease_expires_at <= :now)"
@@ -77,7 +79,28 @@ _GET = f"SELECT {_COLUMNS} FROM job_ledger WHERE job_id = :job_id"
 _RENEW = """
 UPDATE job_ledger SET lease_expires_at = :now + :lease
  WHERE job_id = :job_id AND lease_owner = :owner AND finished_at IS NULL
-RETURNING 1"""
+RETURNING coalesce(cancel_reason, '') AS reason, cancel_requested_at IS NOT NULL AS cancelled"""
+# pending (lease free or expired): finished now; running: noted for its runner
+_CANCEL = f"""
+UPDATE job_ledger
+   SET status = CASE WHEN {_LEASE_FREE} THEN 'cancelled' ELSE status END,
+       result = CASE WHEN {_LEASE_FREE} THEN json_object(
+           'job_id', job_id, 'trace_id', trace_id, 'status', 'cancelled', 'reason', :reason,
+           'attempts', attempts, 'run', run,
+           'finished_at', strftime('%Y-%m-%dT%H:%M:%f', :now, 'unixepoch') || '+00:00')
+           ELSE result END,
+       finished_at = CASE WHEN {_LEASE_FREE} THEN :now ELSE NULL END,
+       lease_owner = CASE WHEN {_LEASE_FREE} THEN NULL ELSE lease_owner END,
+       lease_expires_at = CASE WHEN {_LEASE_FREE} THEN NULL ELSE lease_expires_at END,
+       cancel_requested_at = :now, cancel_reason = :reason, updated_at = :now
+ WHERE job_id = :job_id AND finished_at IS NULL
+RETURNING {_COLUMNS}"""
+_CANCEL_UNKNOWN = f"""
+INSERT INTO job_ledger (job_id, trace_id, source, status, attempts, job, result, created_at,
+                        finished_at, updated_at, cancel_requested_at, cancel_reason)
+VALUES (:job_id, '', 'nats', 'cancelled', 0, :job, :result, :now, :now, :now, :now, :reason)
+ON CONFLICT (job_id) DO NOTHING
+RETURNING {_COLUMNS}"""
 _FINISH = """
 UPDATE job_ledger
    SET status = :status, result = :result, finished_at = :now, lease_owner = NULL,
@@ -171,10 +194,32 @@ class SqliteJobLedger:
             return _record(rows[0])
         raise JobConflict(f"job {job.job_id} is running under another lease")
 
-    async def renew(self, job_id: str, owner: str, lease_seconds: float) -> None:
+    async def renew(self, job_id: str, owner: str, lease_seconds: float) -> str | None:
         params = {"job_id": job_id, "owner": owner, "lease": lease_seconds}
-        if not await self._fetch(_RENEW, params):
+        rows = await self._fetch(_RENEW, params)
+        if not rows:
             raise LeaseLost(f"job {job_id}: lease no longer held by {owner}")
+        return str(rows[0]["reason"]) if rows[0]["cancelled"] else None
+
+    async def cancel(self, job_id: str, reason: str, *, keep_unknown: bool) -> JobRecord:
+        params = {"job_id": job_id, "reason": reason}
+        for _ in range(3):
+            rows = await self._fetch(_CANCEL, params)
+            if rows:
+                return _record(rows[0])
+            known = await self._fetch(_GET, params)
+            if known:
+                raise JobFinished(f"job {job_id} already {known[0]['status']}")
+            if not keep_unknown:
+                raise JobNotFound(f"no job with id {job_id!r}")
+            tombstone = {"job_id": job_id, "trace_id": "", "agent_definition": {},
+                         "input_payload": {}}
+            result = JobResult.cancelled(job_id, "", 0, reason).to_record()
+            rows = await self._fetch(_CANCEL_UNKNOWN, {
+                **params, "job": json.dumps(tombstone), "result": json.dumps(result)})
+            if rows:
+                return _record(rows[0])
+        raise JobConflict(f"job {job_id} changed while being cancelled; try again")
 
     async def finish(self, job_id: str, owner: str, result: JobResult) -> JobResult:
         params = {"job_id": job_id, "owner": owner, "status": result.status,
@@ -298,4 +343,5 @@ def _record(row: sqlite3.Row) -> JobRecord:
     return JobRecord(job_id=row["job_id"], trace_id=row["trace_id"], status=row["status"],
                      attempts=row["attempts"], source=row["source"], created_at=created,
                      updated_at=updated, started_at=_time(row["started_at"]), run=row["run"],
+                     cancel_reason=row["cancel_reason"],
                      result=None if result is None else JobResult.from_record(json.loads(result)))

@@ -26,6 +26,7 @@ from agent_executor.domain.errors import (
     DependencyUnavailable,
     InvalidJob,
     JobConflict,
+    JobFinished,
     JobMismatch,
     JobNotFound,
     LeaseLost,
@@ -47,6 +48,7 @@ ERROR_STATUS: dict[type[AgentExecutorError], int] = {
     InvalidJob: 400,
     JobNotFound: 404,
     JobConflict: 409,
+    JobFinished: 409,
     JobMismatch: 422,
     LeaseLost: 409,
     DependencyUnavailable: 503,
@@ -96,6 +98,16 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
 
+    async def cancel_job(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        body = await _steering_body(request, job_id, max_event_bytes)
+        reason = body.get("reason", "cancelled on request")
+        if not isinstance(reason, str) or len(reason) > 2000:
+            raise InvalidJob("reason must be a string of at most 2000 characters",
+                             ["reason: expected a string"])
+        record = await execute.cancel(job_id, reason)
+        return JSONResponse(record.to_data(), status_code=202)
+
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -113,6 +125,7 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
     routes = [
         Route("/", post_job, methods=["POST"]),
         Route("/jobs/{job_id:path}/events", job_events, methods=["GET"]),
+        Route("/jobs/{job_id:path}/cancel", cancel_job, methods=["POST"]),
         Route("/jobs/{job_id:path}", get_job, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
@@ -147,6 +160,24 @@ async def _discard(request: Request, size: int, bound: int) -> None:
         size += len(chunk)
         if size > bound:
             return
+
+
+async def _steering_body(request: Request, job_id: str, limit: int) -> dict[str, Any]:
+    """The JSON body of a steering route (CONTRACT section 2a): optional for cancel and
+    retry; a `job_id` in it must be the path's."""
+    raw = await _read_body(request, limit)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidJob("the body is not valid JSON", [f"body: {exc}"]) from exc
+    if not isinstance(body, dict):
+        raise InvalidJob("the body must be a JSON object", ["body: expected an object"])
+    if "job_id" in body and body["job_id"] != job_id:
+        raise InvalidJob("job_id in the body differs from the path's",
+                         [f"job_id: {body['job_id']!r} is not {job_id!r}"])
+    return body
 
 
 def _result_response(result: JobResult, names: EventNames) -> Response:

@@ -16,7 +16,9 @@ from agent_executor.adapters.postgres.pool import DRIVER_ERRORS, create_pool, qu
 from agent_executor.domain.errors import (
     DependencyUnavailable,
     JobConflict,
+    JobFinished,
     JobMismatch,
+    JobNotFound,
     LeaseLost,
 )
 from agent_executor.domain.fingerprint import fingerprint, mismatch_message
@@ -24,7 +26,7 @@ from agent_executor.domain.job import Job
 from agent_executor.domain.result import JobRecord, JobResult
 
 _COLUMNS = ("job_id, trace_id, status, attempts, source, created_at, updated_at, "
-            "started_at, result, fingerprint, run")
+            "started_at, result, fingerprint, run, cancel_reason")
 # A row recorded before fingerprints (NULL) matches every delivery.
 _SAME_JOB = "(l.fingerprint IS NULL OR l.fingerprint = excluded.fingerprint)"
 _LEASE_FREE = "(l.lease_expires_at IS NULL OR l.lease_expires_at <= now())"
@@ -54,7 +56,29 @@ class PostgresJobLedger:
         self._renew_sql = f"""
             UPDATE {table} SET lease_expires_at = now() + make_interval(secs => $3)
              WHERE job_id = $1 AND lease_owner = $2 AND finished_at IS NULL
-            RETURNING true"""
+            RETURNING coalesce(cancel_reason, '') AS reason,
+                      cancel_requested_at IS NOT NULL AS cancelled"""
+        # pending (lease free or expired): finished now; running: noted for its runner
+        self._cancel_sql = f"""
+            UPDATE {table} AS l
+               SET status = CASE WHEN {_LEASE_FREE} THEN 'cancelled' ELSE l.status END,
+                   result = CASE WHEN {_LEASE_FREE} THEN jsonb_build_object(
+                       'job_id', l.job_id, 'trace_id', l.trace_id, 'status', 'cancelled',
+                       'reason', $2::text, 'attempts', l.attempts, 'run', l.run,
+                       'finished_at', to_jsonb(now())) ELSE l.result END,
+                   finished_at = CASE WHEN {_LEASE_FREE} THEN now() ELSE NULL END,
+                   lease_owner = CASE WHEN {_LEASE_FREE} THEN NULL ELSE l.lease_owner END,
+                   lease_expires_at = CASE WHEN {_LEASE_FREE} THEN NULL
+                                           ELSE l.lease_expires_at END,
+                   cancel_requested_at = now(), cancel_reason = $2, updated_at = now()
+             WHERE l.job_id = $1 AND l.finished_at IS NULL
+            RETURNING {_COLUMNS}"""
+        self._cancel_unknown_sql = f"""
+            INSERT INTO {table} AS l (job_id, trace_id, source, status, attempts, job, result,
+                                      finished_at, cancel_requested_at, cancel_reason)
+            VALUES ($1, '', 'nats', 'cancelled', 0, $3, $4, now(), now(), $2)
+            ON CONFLICT (job_id) DO NOTHING
+            RETURNING {_COLUMNS}"""
         self._finish_sql = f"""
             UPDATE {table}
                SET status = $3, result = $4, finished_at = now(), lease_owner = NULL,
@@ -135,11 +159,30 @@ class PostgresJobLedger:
                     raise JobConflict(f"job {job.job_id} is running under another lease")
         raise JobConflict(f"job {job.job_id} could not be claimed; try again")
 
-    async def renew(self, job_id: str, owner: str, lease_seconds: float) -> None:
+    async def renew(self, job_id: str, owner: str, lease_seconds: float) -> str | None:
         async with self._connection() as conn:
-            renewed = await conn.fetchval(self._renew_sql, job_id, owner, float(lease_seconds))
-        if not renewed:
+            row = await conn.fetchrow(self._renew_sql, job_id, owner, float(lease_seconds))
+        if row is None:
             raise LeaseLost(f"job {job_id}: lease no longer held by {owner}")
+        return str(row["reason"]) if row["cancelled"] else None
+
+    async def cancel(self, job_id: str, reason: str, *, keep_unknown: bool) -> JobRecord:
+        async with self._connection() as conn:
+            for _ in range(3):
+                row = await conn.fetchrow(self._cancel_sql, job_id, reason)
+                if row is not None:
+                    return _record(row)
+                known = await conn.fetchrow(self._get_sql, job_id)
+                if known is not None:
+                    raise JobFinished(f"job {job_id} already {known['status']}")
+                if not keep_unknown:
+                    raise JobNotFound(f"no job with id {job_id!r}")
+                row = await conn.fetchrow(self._cancel_unknown_sql, job_id, reason,
+                                          _tombstone(job_id),
+                                          JobResult.cancelled(job_id, "", 0, reason).to_record())
+                if row is not None:
+                    return _record(row)
+        raise JobConflict(f"job {job_id} changed while being cancelled; try again")
 
     async def finish(self, job_id: str, owner: str, result: JobResult) -> JobResult:
         async with self._connection() as conn:
@@ -209,6 +252,11 @@ def _unavailable(exc: BaseException) -> DependencyUnavailable:
         f"job ledger (PostgreSQL) unavailable: {type(exc).__name__}: {exc}".rstrip(": "))
 
 
+def _tombstone(job_id: str) -> dict[str, Any]:
+    """What a job cancelled before it arrived is recorded as (no definition, no input)."""
+    return {"job_id": job_id, "trace_id": "", "agent_definition": {}, "input_payload": {}}
+
+
 def _same_job(row: Mapping[str, Any], job: Job, print_: str) -> None:
     if row["fingerprint"] is not None and row["fingerprint"] != print_:
         raise JobMismatch(mismatch_message(job.job_id))
@@ -220,6 +268,7 @@ def _record(row: Mapping[str, Any]) -> JobRecord:
                      attempts=row["attempts"], source=row["source"],
                      created_at=row["created_at"], updated_at=row["updated_at"],
                      started_at=row["started_at"], run=row["run"],
+                     cancel_reason=row["cancel_reason"],
                      result=None if result is None else JobResult.from_record(result))
 
 
