@@ -126,7 +126,10 @@ async def serve(settings: cfg.Settings, open_service: OpenService) -> int:
     try:
         sockets = listen(settings.host, settings.port)
     except ListenError as exc:
-        print(f"agent-executor serve: {exc}", file=sys.stderr)
+        if settings.profile == "production":  # logs are JSON lines only there
+            logger.error("%s", exc)
+        else:
+            print(f"agent-executor serve: {exc}", file=sys.stderr)
         return EXIT_FAILED
     _announce(settings)
     stop = asyncio.Event()
