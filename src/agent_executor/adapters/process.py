@@ -108,7 +108,10 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
     signals = (signal.SIGTERM, signal.SIGINT)
 
     def received(sig: signal.Signals) -> None:
-        if not stop.is_set():
+        if stop.is_set():
+            logger.warning("%s received again: already stopping; in-flight jobs are handed "
+                           "back when SHUTDOWN_GRACE_SECONDS ends", sig.name)
+        else:
             logger.info("%s received: stopping", sig.name)
         stop.set()
 
