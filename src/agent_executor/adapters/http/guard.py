@@ -152,7 +152,10 @@ class RequestGuard:
                                 "its result"], retry=True)
             return
         tail = f"retry: {self.retry_after * 1000}\n\n".encode() if request.streaming else b""
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        try:
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+        except Exception as exc:  # the client left while the stream was being ended
+            logger.debug("could not end a stream cleanly: %s: %s", type(exc).__name__, exc)
 
     async def _refuse(self, send: Send, status: int, error: str, details: list[str], *,
                       retry: bool) -> None:
