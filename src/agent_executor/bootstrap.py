@@ -4,33 +4,30 @@
 configured gets its production adapter (PostgreSQL, Dragonfly, NATS); in the
 `local` profile each one that is not falls back to an embedded adapter
 (SQLite under AGENT_EXECUTOR_DATA_DIR, an in-process bus, a logging result
-publisher). Adapters that own connections are `Resource`s: `main` opens them
-and closes them in reverse order.
+publisher). Adapters that own connections are `Resource`s, opened in
+`RESOURCE_ORDER` and closed in reverse by `open_service`. What the process does
+with them (serve, run, prune; signals, exit codes) is `adapters/process.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import gc
 import inspect
 import logging
 import os
-import signal
 import socket
-import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from dependency_injector import containers, providers
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from agent_executor.adapters import config as cfg
-from agent_executor.adapters.cli.args import build_parser, load_job_file
-from agent_executor.adapters.cli.printer import StreamPrinter
+from agent_executor.adapters import process
 from agent_executor.adapters.cloudevents_codec import EventNames
+from agent_executor.adapters.embedded.cancel_broadcast import InProcessCancelBroadcast
 from agent_executor.adapters.embedded.event_stream import (
     InProcessEventStream,
     InProcessReadinessProbe,
@@ -38,30 +35,25 @@ from agent_executor.adapters.embedded.event_stream import (
 from agent_executor.adapters.embedded.log_publisher import LoggingResultPublisher
 from agent_executor.adapters.embedded.sqlite_ledger import SqliteJobLedger, SqliteReadinessProbe
 from agent_executor.adapters.http.app import create_app
-from agent_executor.adapters.http.server import serve_http
 from agent_executor.adapters.langgraph.runtime import LangGraphAgentRuntime
-from agent_executor.adapters.logs import configure_logging
 from agent_executor.adapters.metrics import PrometheusMetrics
 from agent_executor.adapters.postgres.checkpointer import PostgresCheckpointStore
 from agent_executor.adapters.postgres.ledger import PostgresJobLedger
 from agent_executor.adapters.postgres.probe import PostgresReadinessProbe
-from agent_executor.adapters.postgres.prune import parse_duration, prune
 from agent_executor.domain.background import BackgroundJobs
-from agent_executor.domain.errors import AgentExecutorError, InvalidJob
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.health import ProbeResult
 from agent_executor.ports.events import EventStream
 from agent_executor.ports.health import ReadinessProbe
 from agent_executor.ports.ledger import JobLedger
 from agent_executor.ports.publisher import ResultPublisher
+from agent_executor.ports.signals import CancelBroadcast
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 SQLITE_CHECKPOINTS = "checkpoints.sqlite"
 
 
-# Resources: open on init, close on shutdown (reverse order).
+# Resources: opened in RESOURCE_ORDER, closed in reverse (see open_resources).
 
 async def _ledger(settings: cfg.Settings) -> AsyncIterator[JobLedger]:
     ledger: PostgresJobLedger | SqliteJobLedger
@@ -102,6 +94,18 @@ async def _event_stream(settings: cfg.Settings,
             await stream.aclose()
         return
     yield InProcessEventStream(metrics)
+
+
+async def _broadcast(settings: cfg.Settings) -> AsyncIterator[CancelBroadcast]:
+    if settings.dragonfly is None:
+        yield InProcessCancelBroadcast()
+        return
+    from agent_executor.adapters.dragonfly.cancel_broadcast import DragonflyCancelBroadcast
+    broadcast = DragonflyCancelBroadcast.from_settings(settings.dragonfly)
+    try:
+        yield broadcast
+    finally:
+        await broadcast.aclose()
 
 
 async def _nats(settings: cfg.Settings) -> AsyncIterator[Any]:
@@ -179,6 +183,7 @@ class Container(containers.DeclarativeContainer):
     ledger = providers.Resource(_ledger, settings)
     checkpointer = providers.Resource(_checkpointer, settings)
     events = providers.Resource(_event_stream, settings, metrics)
+    broadcast = providers.Resource(_broadcast, settings)
     nats = providers.Resource(_nats, settings)
     publisher = providers.Singleton(_publisher, settings, nats, names, metrics)
     runtime = providers.Singleton(LangGraphAgentRuntime, checkpointer, settings)
@@ -187,7 +192,7 @@ class Container(containers.DeclarativeContainer):
         max_concurrent=settings.provided.max_concurrent_jobs,
         job_timeout_seconds=settings.provided.job_timeout_seconds,
         lease_seconds=settings.provided.job_lease_seconds,
-        max_attempts=settings.provided.max_job_attempts)
+        max_attempts=settings.provided.max_job_attempts, broadcast=broadcast)
     background = providers.Singleton(BackgroundJobs, execute, ledger)
     consumer = providers.Singleton(_consumer, settings, nats, execute, names, metrics)
     probes = providers.Singleton(_probes, settings, ledger, events, nats, consumer)
@@ -197,142 +202,52 @@ class Container(containers.DeclarativeContainer):
         max_event_bytes=settings.provided.max_event_bytes)
 
 
+# Opened one by one in this order, closed in the reverse order: the stores before
+# NATS, so no job arrives before what it needs is open, and NATS closes first.
+# Every `Resource` of the Container is listed here (a unit test checks it).
+RESOURCE_ORDER: tuple[str, ...] = ("ledger", "checkpointer", "events", "broadcast", "nats")
+
+
 async def _get(provider: Any) -> Any:
     value = provider()
     return await value if inspect.isawaitable(value) else value
 
 
 @contextlib.asynccontextmanager
-async def _container(settings: cfg.Settings) -> AsyncIterator[Container]:
+async def open_resources(container: containers.Container,
+                         order: Sequence[str]) -> AsyncIterator[None]:
+    """Open each `Resource` in `order`, close them in reverse (also when one fails to
+    open). dependency-injector's own `init_resources` opens them in attribute-name
+    order and `shutdown_resources` closes them all at once: neither is used."""
+    declared = {name for name, provider in container.providers.items()
+                if isinstance(provider, providers.Resource)}
+    if declared != set(order):
+        raise RuntimeError(f"resources {sorted(declared)} but order lists {sorted(order)}: "
+                           "list each Resource once in RESOURCE_ORDER")
+    async with contextlib.AsyncExitStack() as stack:
+        for name in order:
+            provider = getattr(container, name)
+            await _get(provider)
+            stack.push_async_callback(_close, provider)
+        yield
+
+
+async def _close(provider: Any) -> None:
+    closing = provider.shutdown()
+    if inspect.isawaitable(closing):
+        await closing
+
+
+@contextlib.asynccontextmanager
+async def open_service(settings: cfg.Settings) -> AsyncIterator[process.Service]:
+    """The container with its resources open, as the process lifecycles use it."""
     container = Container(settings=settings)
-    try:
-        init = container.init_resources()
-        if init is not None:
-            await init
-        yield container
-    finally:
-        shutdown = container.shutdown_resources()
-        if shutdown is not None:
-            await shutdown
-
-
-def _announce(settings: cfg.Settings) -> None:
-    embedded = [name for name, value in (("PostgreSQL", settings.postgres),
-                                         ("Dragonfly", settings.dragonfly),
-                                         ("NATS", settings.nats)) if value is None]
-    if embedded:
-        logger.warning("profile %s: EMBEDDED fallbacks for %s (data under %s); set "
-                       "POSTGRES_HOST, DRAGONFLY_HOST and NATS_URL for production",
-                       settings.profile, ", ".join(embedded), settings.data_dir.resolve())
-
-
-async def serve(settings: cfg.Settings) -> None:
-    """HTTP, the NATS consumer (when configured) and the orphan reaper, until SIGTERM."""
-    _announce(settings)
-    async with _container(settings) as container:
-        app = await _get(container.app)
-        background: BackgroundJobs = await _get(container.background)
-        consumer = await _get(container.consumer)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        reaper = asyncio.create_task(background.reap_forever(), name="orphan-reaper")
-        if consumer is not None:
-            await consumer.start()
-        # What start-up imported and built lives as long as the process: exempt it from
-        # the cyclic GC, or every full collection re-scans it (a tenth of a job's CPU).
-        gc.freeze()
-        logger.info("serving on %s:%d (profile %s)", settings.host, settings.port,
-                    settings.profile)
-        grace = settings.shutdown_grace_seconds
-        http = asyncio.create_task(serve_http(app, settings.host, settings.port, stop, grace))
-        await asyncio.wait({http, asyncio.create_task(stop.wait())},
-                           return_when=asyncio.FIRST_COMPLETED)
-        stop.set()
-        logger.info("shutting down: draining in-flight jobs (up to %gs)", grace)
-        reaper.cancel()
-        drains = [background.drain(grace)]
-        if consumer is not None:
-            drains.append(consumer.stop())
-        await asyncio.gather(*drains, return_exceptions=True)
-        with contextlib.suppress(BaseException):
-            await http
-    logger.info("stopped")
-
-
-async def run_job(settings: cfg.Settings, path: str, *, as_json: bool) -> int:
-    """Run one job in this process, printing its stream events as they happen."""
-    try:
-        job = load_job_file(path, EventNames(settings.cloudevent_source,
-                                             settings.cloudevent_type_prefix))
-    except OSError as exc:
-        print(f"agent-executor run: cannot read {path}: {exc.strerror}", file=sys.stderr)
-        return EXIT_INVALID
-    except InvalidJob as exc:
-        extra = [d for d in exc.details if d not in exc.message]
-        print("agent-executor run: " + "; ".join([exc.message, *extra]), file=sys.stderr)
-        return EXIT_INVALID
-    printer = StreamPrinter(as_json=as_json)
-    async with _container(settings) as container:
-        execute: ExecuteJob = await _get(container.execute)
-        events: EventStream = await _get(container.events)
-        try:
-            record = await execute.claim(job, "cli")
-            if record.result is not None:
-                print(f"job {job.job_id} already {record.status}; its recorded result:",
-                      file=sys.stderr)
-                result = record.result
-                printer.summary({"status": result.status, **result.to_data()})
-            else:
-                follower = asyncio.create_task(_print_stream(events, job.job_id, printer))
-                result = await execute.run_claimed(job, record)
-                await asyncio.wait_for(follower, 10)
-        except AgentExecutorError as exc:
-            print(f"agent-executor run: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-    return EXIT_OK if result.status == "completed" else EXIT_FAILED
-
-
-async def _print_stream(events: EventStream, job_id: str, printer: StreamPrinter) -> None:
-    async for event in events.follow(job_id, 0, live=True):
-        printer(event)
-
-
-async def prune_finished_jobs(settings: cfg.Settings, older_than: str, batch_size: int) -> int:
-    age = parse_duration(older_than)
-    if settings.postgres is None:
-        print("agent-executor prune: needs PostgreSQL (POSTGRES_HOST is not set)",
-              file=sys.stderr)
-        return EXIT_INVALID
-    report = await prune(settings.postgres, settings.postgres.schema, age,
-                         batch_size=batch_size)
-    print(report.summary())
-    return EXIT_OK
+    async with open_resources(container, RESOURCE_ORDER):
+        yield process.Service(
+            app=await _get(container.app), background=await _get(container.background),
+            consumer=await _get(container.consumer), execute=await _get(container.execute),
+            events=await _get(container.events))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        settings = cfg.load_settings()
-    except cfg.ConfigError as exc:
-        print(f"agent-executor: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    verbose = args.command == "serve"
-    configure_logging(settings.log_level if verbose else "WARNING",
-                      json_lines=settings.profile == "production")
-    try:
-        if args.command == "serve":
-            asyncio.run(serve(settings))
-            return EXIT_OK
-        if args.command == "run":
-            return asyncio.run(run_job(settings, args.job, as_json=args.json))
-        return asyncio.run(prune_finished_jobs(settings, args.older_than, args.batch_size))
-    except ValueError as exc:
-        print(f"agent-executor: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    except AgentExecutorError as exc:
-        print(f"agent-executor: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return 130
+    return process.main(argv, open_service)

@@ -57,6 +57,8 @@ ENV_VARS: tuple[str, ...] = (
     "JOB_LEASE_SECONDS",
     "SHUTDOWN_GRACE_SECONDS",
     "MAX_JOB_ATTEMPTS",
+    "HTTP_IDLE_TIMEOUT_SECONDS",
+    "HTTP_BODY_TIMEOUT_SECONDS",
 )
 SECRET_VARS = frozenset({"POSTGRES_PASSWORD", "DRAGONFLY_PASSWORD", "OPENAI_API_KEY",
                          "ANTHROPIC_API_KEY"})
@@ -126,6 +128,8 @@ class Settings:
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     anthropic_api_key: str | None = field(default=None, repr=False)
+    http_idle_timeout_seconds: float = 75.0
+    http_body_timeout_seconds: float = 30.0
 
     @property
     def execute_type(self) -> str:
@@ -218,6 +222,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         openai_api_key=r.text("OPENAI_API_KEY"),
         openai_base_url=r.text("OPENAI_BASE_URL"),
         anthropic_api_key=r.text("ANTHROPIC_API_KEY"),
+        http_idle_timeout_seconds=r.parsed("HTTP_IDLE_TIMEOUT_SECONDS", 75.0, _positive_float,
+                                           "must be a positive number of seconds"),
+        http_body_timeout_seconds=r.parsed("HTTP_BODY_TIMEOUT_SECONDS", 30.0, _positive_float,
+                                           "must be a positive number of seconds"),
     )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         r.problems.append(

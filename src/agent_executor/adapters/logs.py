@@ -1,12 +1,23 @@
-"""Logging set-up, done once by `main`: one line per record, with job fields."""
+"""Logging set-up, done once by `main`: one line per record, with job fields.
+
+Every logger goes through the one root handler (JSON lines in production), also
+the libraries' that bring their own handler (hypercorn's error log) and Python
+warnings. Libraries that log each request at INFO (httpx's "HTTP Request: ..."
+for every model call, the provider SDKs) are lowered to WARNING: they carry no
+job fields and would put URLs of a job's choosing in the log.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+import threading
+from types import TracebackType
 
 FIELDS = ("job_id", "trace_id")
+QUIET = ("httpx", "httpcore", "openai", "anthropic", "ollama", "langchain", "langsmith",
+         "hypercorn.access", "aiosqlite", "asyncio", "urllib3")
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,5 +48,24 @@ def configure_logging(level: str, json_lines: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "hypercorn.access", "aiosqlite", "asyncio"):
+    for existing in list(logging.root.manager.loggerDict.values()):
+        if isinstance(existing, logging.Logger):  # not a PlaceHolder
+            existing.handlers.clear()
+            existing.propagate = True
+    for noisy in QUIET:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    if json_lines:
+        sys.excepthook = _log_uncaught
+        threading.excepthook = _log_thread_uncaught
+
+
+def _log_uncaught(kind: type[BaseException], value: BaseException,
+                  tb: TracebackType | None) -> None:
+    logging.getLogger("agent_executor").critical("uncaught %s", kind.__name__,
+                                                 exc_info=(kind, value, tb))
+
+
+def _log_thread_uncaught(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        _log_uncaught(args.exc_type, args.exc_value, args.exc_traceback)

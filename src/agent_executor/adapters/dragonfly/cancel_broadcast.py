@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from agent_executor.adapters.config import DragonflySettings
 from agent_executor.adapters.dragonfly.writer import DRIVER_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,17 @@ class DragonflyCancelBroadcast:
         self._client = client
         self._channel = channel
         self._reconnect = reconnect_seconds
+
+    @classmethod
+    def from_settings(cls, settings: DragonflySettings) -> DragonflyCancelBroadcast:
+        """On a client of its own (one pub/sub connection per process); nothing
+        connects until the first command."""
+        return cls(Redis(host=settings.host, port=settings.port, db=settings.db,
+                         password=settings.password, socket_connect_timeout=2.0,
+                         client_name="agent-executor-cancel"))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
     async def announce(self, job_id: str) -> None:
         try:

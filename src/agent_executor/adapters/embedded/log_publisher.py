@@ -10,7 +10,11 @@ logger = logging.getLogger(__name__)
 
 
 class LoggingResultPublisher:
-    """The `local` profile's result bus when NATS is not configured: one log line a result."""
+    """The `local` profile's result bus when NATS is not configured: one log line a result.
+
+    User content stays out of INFO (CONTRACT section 1): the INFO line says which
+    result it was and how big; the event itself is logged at DEBUG only.
+    """
 
     def __init__(self, names: EventNames, metrics: PrometheusMetrics) -> None:
         self._names = names
@@ -20,6 +24,11 @@ class LoggingResultPublisher:
     async def publish(self, result: JobResult) -> None:
         self.published += 1
         self._metrics.results_published_total.labels(status=result.status).inc()
-        logger.info("result event (NATS not configured, logged only): %s",
-                    result_event_bytes(result, self._names).decode()[:2000],
-                    extra={"job_id": result.job_id, "trace_id": result.trace_id})
+        event = result_event_bytes(result, self._names)
+        log = {"job_id": result.job_id, "trace_id": result.trace_id}
+        error = f", error {result.error.type}" if result.error is not None else ""
+        logger.info("result %s (NATS not configured, logged only): %s%s, %d bytes, "
+                    "attempt %d", result.event_id, result.status, error, len(event),
+                    result.attempts, extra=log)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("result event: %s", event.decode(), extra=log)
