@@ -175,3 +175,45 @@ async def test_a_job_id_resent_with_another_input_is_terminated_without_a_result
     await handler(world).handle(delivery)
     assert delivery.settled == [("term", None)]
     assert world.publisher.published == [first]
+
+
+def cancel_event(data: Any) -> bytes:
+    return json.dumps({"specversion": "1.0", "id": "c1", "source": "test",
+                       "type": "dev.my-platform.agent.cancel",
+                       "datacontenttype": "application/json", "data": data}).encode()
+
+
+async def test_a_cancel_event_cancels_a_running_job_and_is_acked(world: World) -> None:
+    world.runtime.gate = asyncio.Event()
+    job = FakeDelivery(job_data())
+    running = asyncio.create_task(handler(world).handle(job))
+    await world.runtime.started.wait()
+    cancel = FakeDelivery(cancel_event({"job_id": "job-1", "reason": "stop it"}))
+    await handler(world).handle(cancel)
+    assert cancel.settled == [("ack", None)]
+    await asyncio.wait_for(running, 5)
+    assert job.settled == [("ack", None)]
+    assert [(r.status, r.reason) for r in world.publisher.published] == [
+        ("cancelled", "stop it")]
+
+
+async def test_a_cancel_before_its_job_is_kept_and_the_job_never_runs(world: World) -> None:
+    cancel = FakeDelivery(cancel_event({"job_id": "job-1"}))
+    await handler(world).handle(cancel)
+    assert cancel.settled == [("ack", None)]
+    job = FakeDelivery(job_data())
+    await handler(world).handle(job)
+    assert job.settled == [("ack", None)] and world.runtime.calls == []
+    assert {r.event_id for r in world.publisher.published} == {"job-1:cancelled"}
+
+
+async def test_a_malformed_cancel_is_rejected_and_terminated(world: World) -> None:
+    rejections = FakeRejections()
+    cancel = FakeDelivery(cancel_event({"reason": "no job id"}))
+    await handler(world, rejections).handle(cancel)
+    assert cancel.settled == [("term", None)]
+    assert "data.job_id: required" in rejections.rejected[0][1]
+    late = FakeDelivery(cancel_event({"job_id": "done"}))
+    await world.execute.execute(make_job("done"), "nats")
+    await handler(world, rejections).handle(late)  # finished: nothing to do, acked
+    assert late.settled == [("ack", None)]

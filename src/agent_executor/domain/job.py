@@ -41,15 +41,7 @@ def parse_job(data: object) -> Job:
                          [f"data: expected an object, got {_kind(data)}"])
     details: list[str] = []
     for name in ("job_id", "trace_id"):
-        value = data.get(name)
-        if value is None:
-            details.append(f"data.{name}: required")
-        elif not isinstance(value, str):
-            details.append(f"data.{name}: expected a string, got {_kind(value)}")
-        elif not value.strip():
-            details.append(f"data.{name}: must not be empty")
-        elif len(value) > MAX_ID_LENGTH:
-            details.append(f"data.{name}: longer than {MAX_ID_LENGTH} characters")
+        details.extend(check_id(f"data.{name}", data.get(name)))
     definition = data.get("agent_definition")
     if definition is None:
         details.append("data.agent_definition: required")
@@ -67,6 +59,19 @@ def parse_job(data: object) -> Job:
     assert isinstance(definition, Mapping) and isinstance(payload, Mapping)
     return Job(job_id=str(data["job_id"]), trace_id=str(data["trace_id"]),
                agent_definition=definition, input_payload=payload)
+
+
+def check_id(where: str, value: object) -> list[str]:
+    """The problems of a `job_id` or `trace_id` (CONTRACT section 2), if any."""
+    if value is None:
+        return [f"{where}: required"]
+    if not isinstance(value, str):
+        return [f"{where}: expected a string, got {_kind(value)}"]
+    if not value.strip():
+        return [f"{where}: must not be empty"]
+    if len(value) > MAX_ID_LENGTH:
+        return [f"{where}: longer than {MAX_ID_LENGTH} characters"]
+    return []
 
 
 def _message_problems(messages: object) -> list[str]:

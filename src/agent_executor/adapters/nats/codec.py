@@ -19,9 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
+from cloudevents.core.base import BaseCloudEvent
+
 from agent_executor.adapters.cloudevents_codec import (
     STRUCTURED_CONTENT_TYPE,
     EventNames,
+    read_event,
     read_job,
     result_event_bytes,
 )
@@ -78,6 +81,14 @@ def read_nats_job(headers: Mapping[str, str] | None, body: bytes, names: EventNa
     if is_structured(headers, body):
         return read_job({"content-type": STRUCTURED_CONTENT_TYPE}, body, names)
     return read_job(http_binding_headers(headers), body, names)
+
+
+def read_nats_event(headers: Mapping[str, str] | None, body: bytes) -> BaseCloudEvent:
+    """Any CloudEvent from a NATS message in either mode; raises `InvalidJob`."""
+    headers = headers or {}
+    if is_structured(headers, body):
+        return read_event({"content-type": STRUCTURED_CONTENT_TYPE}, body)
+    return read_event(http_binding_headers(headers), body)
 
 
 def http_binding_headers(headers: Mapping[str, str]) -> dict[str, str]:

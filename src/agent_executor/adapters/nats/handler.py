@@ -17,7 +17,7 @@ from typing import Protocol
 
 from agent_executor.adapters.cloudevents_codec import EventNames
 from agent_executor.adapters.metrics import PrometheusMetrics
-from agent_executor.adapters.nats.codec import job_identity, read_nats_job
+from agent_executor.adapters.nats.codec import job_identity, read_nats_event, read_nats_job
 from agent_executor.adapters.nats.delivery import Delivery
 from agent_executor.adapters.nats.settlement import RetryPolicy, Settlement, settle
 from agent_executor.domain.capacity import Slot
@@ -25,10 +25,11 @@ from agent_executor.domain.errors import (
     DependencyUnavailable,
     InvalidJob,
     JobConflict,
+    JobFinished,
     JobMismatch,
 )
 from agent_executor.domain.execute import ExecuteJob
-from agent_executor.domain.job import Job
+from agent_executor.domain.job import Job, check_id
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,13 @@ class DeliveryHandler:
         job: Job | None = None
         try:
             try:
-                job = self._read(delivery)
+                try:
+                    job = self._read(delivery)
+                except InvalidJob as unreadable:
+                    if not await self._steer(delivery, unreadable):
+                        raise
+                    await self._settle(delivery, Settlement("ack"))
+                    return
                 record = await self._execute.claim(job, SOURCE)
                 if record.result is None:
                     taken, slot = slot, None  # run_claimed gives it back
@@ -89,6 +96,30 @@ class DeliveryHandler:
             raise InvalidJob(f"event larger than MAX_EVENT_BYTES ({self._max_event_bytes})",
                              [f"body: {len(delivery.data)} bytes"])
         return read_nats_job(delivery.headers, delivery.data, self._names)
+
+    async def _steer(self, delivery: Delivery, unreadable: InvalidJob) -> bool:
+        """A `{prefix}.cancel` event instead of a job: recorded (kept for a job not seen
+        yet), then True; False when the message is no steering event either."""
+        try:
+            event = read_nats_event(delivery.headers, delivery.data)
+        except InvalidJob:
+            return False
+        if event.get_type() != f"{self._names.type_prefix}.cancel":
+            return False
+        data = event.get_data()
+        job_id = data.get("job_id") if isinstance(data, dict) else None
+        reason = data.get("reason", "cancelled on request") if isinstance(data, dict) else None
+        problems = check_id("data.job_id", job_id)
+        if not isinstance(reason, str) or len(reason) > 2000:
+            problems.append("data.reason: expected a string of at most 2000 characters")
+        if problems:
+            raise InvalidJob("invalid cancel event: " + "; ".join(problems), problems)
+        assert isinstance(job_id, str) and isinstance(reason, str)
+        try:
+            await self._execute.cancel(job_id, reason, keep_unknown=True)
+        except JobFinished as exc:
+            logger.info("cancel of a finished job ignored: %s", exc, extra={"job_id": job_id})
+        return True
 
     async def _settle_error(self, delivery: Delivery, exc: Exception,
                             job: Job | None) -> None:
