@@ -64,7 +64,7 @@ async def test_prune_removes_exactly_old_finished_jobs(
     ledger = await PostgresJobLedger.create(settings)
     try:
         old = ["old-done-1", "old-done-2", "old-failed"]
-        kept = ["recent-done", "old-running", "old-released", "young-done"]
+        kept = ["recent-done", "old-running", "old-released", "young-done", "old-done-unsent"]
         for job_id in old + kept:
             job = make_job(job_id)
             await ledger.claim(job, "http", "w", LEASE)
@@ -72,6 +72,8 @@ async def test_prune_removes_exactly_old_finished_jobs(
                 await ledger.finish(job_id, "w", completed(job))
             elif job_id.endswith("failed"):
                 await ledger.finish(job_id, "w", failed(job))
+            if job_id in old or job_id in ("recent-done", "young-done"):
+                await ledger.mark_published(job_id)  # "old-done-unsent": still owed
             elif job_id == "old-released":
                 await ledger.release(job_id, "w")
             await _checkpoint_rows(db, job_id)

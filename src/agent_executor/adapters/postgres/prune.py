@@ -59,11 +59,12 @@ class PruneReport:
 def _batch_sql(schema: str) -> str:
     s = quote_ident(schema)
     # One statement a batch: the jobs, then their threads' checkpoint rows, all or nothing.
-    # A finished job never becomes unfinished, so nothing running is ever selected.
+    # A finished job never becomes unfinished, so nothing running is ever selected; a
+    # result still owed to the bus (published_at NULL, the outbox) is kept until it went.
     return f"""
         WITH doomed AS (
             SELECT job_id FROM {s}.job_ledger
-             WHERE finished_at < now() - $1::interval
+             WHERE finished_at < now() - $1::interval AND published_at IS NOT NULL
              ORDER BY finished_at
              LIMIT $2
                FOR UPDATE SKIP LOCKED),
