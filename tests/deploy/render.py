@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 CLAIMS = REPO / "deploy" / "claims" / "intelligence-deepagents"
 WAVE = "argocd.argoproj.io/sync-wave"
 HOOK = "argocd.argoproj.io/hook"
+SERVICE_IMAGE = "ghcr.io/bizmatters/agent-executor"
 COMPOSITE_UID = "0d9c1f7e-5a84-4202-9b1e-000000000000"
 
 Doc = dict[str, Any]
@@ -267,3 +268,32 @@ def produced_secrets(docs: tuple[Doc, ...] | None = None) -> dict[str, tuple[str
         keys = set(template.get("data", {})) or {d["secretKey"] for d in es["spec"]["data"]}
         secrets[target["name"]] = (template.get("type", "Opaque"), keys)
     return secrets
+
+
+# --- the image ------------------------------------------------------------------------
+
+
+def dockerfile_final_stage() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    stages: list[list[tuple[str, str]]] = []
+    for line in lines:
+        keyword, _, rest = line.partition(" ")
+        if keyword.upper() == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((keyword.upper(), " ".join(rest.split())))
+    return stages[-1]
+
+
+def dockerfile_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, rest in dockerfile_final_stage():
+        if keyword == "ENV":
+            env.update(dict(re.findall(r"(\w+)=(\S+)", rest)))
+    return env
+
+
+def image_uid() -> int:
+    users = [rest for keyword, rest in dockerfile_final_stage() if keyword == "USER"]
+    return int(users[-1].split(":")[0])

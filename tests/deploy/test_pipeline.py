@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.deploy import render
-from tests.deploy.test_render import SERVICE_IMAGE, dockerfile_final_stage
+from tests.deploy.render import SERVICE_IMAGE, dockerfile_final_stage
 
 REPO = render.REPO
 WORKFLOWS = REPO / ".github" / "workflows"

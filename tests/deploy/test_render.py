@@ -14,9 +14,19 @@ from agent_executor.adapters import config
 from agent_executor.adapters.cli.args import build_parser
 from agent_executor.adapters.postgres.prune import parse_duration
 from tests.deploy import render
-from tests.deploy.render import HOOK, Doc, compose, named, of_kind, synced, wave
+from tests.deploy.render import (
+    HOOK,
+    SERVICE_IMAGE,
+    Doc,
+    compose,
+    dockerfile_env,
+    image_uid,
+    named,
+    of_kind,
+    synced,
+    wave,
+)
 
-SERVICE_IMAGE = "ghcr.io/bizmatters/agent-executor"
 MIGRATIONS_SCRIPT = render.REPO / "scripts" / "ci" / "run-migrations.sh"
 # Kubernetes' terminationGracePeriodSeconds when a pod spec sets none.
 KUBERNETES_DEFAULT_GRACE = 30
@@ -217,32 +227,6 @@ def test_probes_use_the_service_paths_and_port() -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": port}
     assert [p["containerPort"] for p in container["ports"]] == [port]
     assert pod_environment(container)["PORT"] == str(port)
-
-
-def dockerfile_final_stage() -> list[tuple[str, str]]:
-    text = re.sub(r"\\\n", " ", (render.REPO / "Dockerfile").read_text())
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-    stages: list[list[tuple[str, str]]] = []
-    for line in lines:
-        keyword, _, rest = line.partition(" ")
-        if keyword.upper() == "FROM":
-            stages.append([])
-        if stages:
-            stages[-1].append((keyword.upper(), " ".join(rest.split())))
-    return stages[-1]
-
-
-def dockerfile_env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    for keyword, rest in dockerfile_final_stage():
-        if keyword == "ENV":
-            env.update(dict(re.findall(r"(\w+)=(\S+)", rest)))
-    return env
-
-
-def image_uid() -> int:
-    users = [rest for keyword, rest in dockerfile_final_stage() if keyword == "USER"]
-    return int(users[-1].split(":")[0])
 
 
 def test_pods_run_as_the_image_user() -> None:
