@@ -202,7 +202,7 @@ def test_sync_waves_order_namespace_then_backing_services_then_stream_then_servi
             [d["metadata"]["name"] for d in later],
         )
     configmap = one("ConfigMap")
-    assert wave(one("Namespace")) < wave(configmap) < wave(one("Job"))
+    assert wave(one("Namespace")) < wave(configmap) < wave(stream_job())
 
 
 def test_no_kubernetes_secret_is_committed() -> None:
@@ -254,13 +254,18 @@ def test_claim_validates_against_the_platform_schema(kind: str) -> None:
     assert not list(unknown_fields(spec_schema, spec, "spec")), "fields the XRD does not define"
 
 
-def test_database_claims_write_the_conn_secrets_the_service_mounts() -> None:
+def test_database_claims_leave_the_conn_secrets_to_their_compositions() -> None:
+    """The Compositions write `<claim>-conn` themselves; a claim asking Crossplane to write
+    that same secret never becomes Ready (platform README)."""
     assert one("PostgresInstance")["metadata"]["name"] == "agent-executor-db"
     assert one("DragonflyInstance")["metadata"]["name"] == "agent-executor-cache"
     for kind in ("PostgresInstance", "DragonflyInstance"):
         claim = one(kind)
         name = claim["metadata"]["name"]
-        assert claim["spec"]["writeConnectionSecretToRef"] == {"name": f"{name}-conn"}
+        ref = claim["spec"].get("writeConnectionSecretToRef", {}).get("name")
+        assert ref != f"{name}-conn"
+        assert f"{name}-conn" in mounted_secret_names()
+        assert ref not in mounted_secret_names(), "that copy is empty: nothing may mount it"
 
 
 def test_service_claim_shape() -> None:
@@ -274,8 +279,7 @@ def test_service_claim_shape() -> None:
     assert spec["imagePullSecrets"] == [{"name": "ghcr-pull-secret"}]
     assert spec["httpPort"] == config.load_settings({}).port == 8080
     assert spec["healthPath"] == "/health" and spec["readyPath"] == "/ready"
-    init = spec["initContainer"]
-    assert "scripts/ci/run-migrations.sh" in " ".join(init["command"] + init.get("args", []))
+    assert "initContainer" not in spec, "the Composition ignores it: migrations-job.yaml"
     assert [spec.get(f"secret{i}Name") for i in (1, 2, 3)] == [
         "agent-executor-db-conn",
         "agent-executor-cache-conn",
@@ -291,8 +295,7 @@ def produced_secrets() -> dict[str, tuple[str, set[str]]]:
     secrets: dict[str, tuple[str, set[str]]] = {}
     for kind in ("PostgresInstance", "DragonflyInstance"):
         for claim in of_kind(kind):
-            ref = claim["spec"]["writeConnectionSecretToRef"]["name"]
-            secrets[ref] = ("Opaque", conn_secret_keys(kind))
+            secrets[f"{claim['metadata']['name']}-conn"] = ("Opaque", conn_secret_keys(kind))
     for es in of_kind("ExternalSecret"):
         target = es["spec"]["target"]
         template = target.get("template", {})
@@ -386,7 +389,7 @@ def test_pull_secret_template_renders_docker_config_json() -> None:
         e for e in of_kind("ExternalSecret") if e["spec"]["target"]["name"] == "ghcr-pull-secret"
     )
     assert {d["remoteRef"]["key"].rpartition("/")[0] for d in es["spec"]["data"]} == {
-        "/zerotouch/prod/platform/ghcr"
+        "/zerotouch/prod/agent-executor"
     }
     template = es["spec"]["target"]["template"]["data"][".dockerconfigjson"]
     used = set(re.findall(r"\.(\w+)", " ".join(re.findall(r"{{(.*?)}}", template))))
@@ -434,15 +437,19 @@ def test_streams_and_consumer_equal_the_service_defaults() -> None:
     assert "deliver_subject" not in consumer, "a pull consumer has no deliver subject"
 
 
-def test_stream_job_applies_every_definition_idempotently() -> None:
-    job = one("Job")
+def stream_job() -> Doc:
+    (job,) = [j for j in of_kind("Job") if j["metadata"]["name"] == "agent-executor-nats-streams"]
+    return job
+
+
+def test_stream_job_applies_every_definition() -> None:
+    job = stream_job()
     annotations = job["metadata"]["annotations"]
     assert annotations["argocd.argoproj.io/hook"] == "Sync"
     assert annotations["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["image"].startswith("natsio/nats-box:")
-    assert container["image"].rpartition(":")[2] not in ("", "latest")
+    assert container["image"] == service_claim()["spec"]["image"], "python and nats-py"
     env = {e["name"]: e.get("value") for e in container.get("env", [])}
     assert env["NATS_URL"] == service_claim()["spec"]["nats"]["url"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -453,14 +460,10 @@ def test_stream_job_applies_every_definition_idempotently() -> None:
         v.get("configMap", {}).get("name") == configmap["metadata"]["name"]
         for v in volumes.values()
     )
-    script = configmap["data"]["apply.sh"]
-    assert script.startswith("#!/bin/sh") and "set -eu" in script
-    for name, definition in nats_files().items():
-        assert name in script, f"{name} is never applied"
-        assert (definition.get("name") or definition["durable_name"]) in script
-    for verb in ("stream add", "stream edit", "consumer add", "consumer edit"):
-        assert f"nats {verb}" in script
-    assert script.count("--force") == 2, "edits must not prompt in a Job"
+    script = configmap["data"]["ensure_streams.py"]
+    compile(script, "ensure_streams.py", "exec")
+    for name in nats_files():
+        assert f'"{name}"' in script, f"{name} is never applied"
 
 
 def test_service_claim_uses_the_stream_and_consumer_the_job_creates() -> None:
@@ -625,7 +628,8 @@ def test_image_is_multi_stage_on_python_311_slim() -> None:
     assert len(stages()) >= 2
     base = final_stage()[0][1].split()[0]
     base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
-    assert base.startswith("python:3.11-slim"), base
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), (
+        "an exact Python 3.11 slim tag (or digest), so a rebuild gets the same base")
 
 
 def test_image_runs_as_non_root_uid_1000() -> None:
@@ -649,7 +653,8 @@ def test_runtime_stage_sets_production_and_holds_no_dev_tools() -> None:
 
 
 def test_image_copies_only_package_migrations_and_ci_scripts() -> None:
-    allowed = {"pyproject.toml", "README.md", "src/", "migrations/", "scripts/ci/"}
+    allowed = {"requirements.lock", "pyproject.toml", "README.md", "src/", "migrations/",
+               "scripts/ci/"}
     for keyword, rest in dockerfile_instructions():
         if keyword in ("COPY", "ADD") and not rest.startswith("--from="):
             sources = rest.split()[:-1]
@@ -699,6 +704,7 @@ def dockerignored(path: str) -> bool:
         ("pyproject.toml", False),
         ("migrations/0001_job_ledger.sql", False),
         ("scripts/ci/run.sh", False),
+        ("requirements.lock", False),
     ],
 )
 def test_build_context_excludes_tests_and_caches(path: str, ignored: bool) -> None:
@@ -707,7 +713,7 @@ def test_build_context_excludes_tests_and_caches(path: str, ignored: bool) -> No
 
 def test_migrations_script_runs_with_what_the_image_holds() -> None:
     script = REPO / "scripts" / "ci" / "run-migrations.sh"
-    assert script.exists(), "the init container runs scripts/ci/run-migrations.sh"
+    assert script.exists(), "the migrations Job runs scripts/ci/run-migrations.sh"
     text = script.read_text()
     assert text.startswith("#!/usr/bin/env bash") or text.startswith("#!/bin/bash")
     assert "kubectl" not in text and "psql" in text
