@@ -56,6 +56,9 @@ ENV_VARS: tuple[str, ...] = (
     "LOG_LEVEL",
     "JOB_LEASE_SECONDS",
     "SHUTDOWN_GRACE_SECONDS",
+    "MODEL_TIMEOUT_SECONDS",
+    "MODEL_MAX_RETRIES",
+    "MODEL_ALLOWED_BASE_URLS",
 )
 SECRET_VARS = frozenset({"POSTGRES_PASSWORD", "DRAGONFLY_PASSWORD", "OPENAI_API_KEY",
                          "ANTHROPIC_API_KEY"})
@@ -124,6 +127,9 @@ class Settings:
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     anthropic_api_key: str | None = field(default=None, repr=False)
+    model_timeout_seconds: float = 120.0
+    model_max_retries: int = 2
+    model_allowed_base_urls: tuple[str, ...] = ()
 
     @property
     def execute_type(self) -> str:
@@ -172,6 +178,15 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _url_prefixes(raw: str) -> tuple[str, ...]:
+    prefixes = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for prefix in prefixes:
+        scheme, sep, rest = prefix.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest:
+            raise ValueError(raw)
+    return prefixes
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the environment; raise `ConfigError` naming every bad or missing variable."""
     r = _Reader(os.environ if env is None else env)
@@ -214,6 +229,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         openai_api_key=r.text("OPENAI_API_KEY"),
         openai_base_url=r.text("OPENAI_BASE_URL"),
         anthropic_api_key=r.text("ANTHROPIC_API_KEY"),
+        model_timeout_seconds=r.parsed("MODEL_TIMEOUT_SECONDS", 120.0, _positive_float,
+                                       "must be a positive number of seconds"),
+        model_max_retries=r.parsed("MODEL_MAX_RETRIES", 2, _int_in(0, 100),
+                                   "must be a whole number from 0 to 100"),
+        model_allowed_base_urls=r.parsed("MODEL_ALLOWED_BASE_URLS", (), _url_prefixes,
+                                         "must be comma-separated http:// or https:// URLs"),
     )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         r.problems.append(

@@ -12,6 +12,7 @@
         ├── ModelError              a model provider failed or is not configured
         ├── ToolError               a tool failed in a way the agent cannot recover from
         ├── JobTimeout              ran longer than JOB_TIMEOUT_SECONDS
+        ├── StepLimitExceeded       the agent ran more steps than a run may take
         └── AgentError              anything else the agent raised
 
 `JobFailure.error_type` is the `error.type` on the wire.
@@ -68,7 +69,12 @@ class InvalidAgentDefinition(JobFailure):
 
 
 class ModelError(JobFailure):
-    """A model provider failed or is not configured."""
+    """A model provider failed or is not configured; `retryable` when the failure was
+    transient (429, 5xx, timeout, lost connection) and outlasted the retries."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class ToolError(JobFailure):
@@ -77,6 +83,10 @@ class ToolError(JobFailure):
 
 class JobTimeout(JobFailure):
     """The job ran longer than JOB_TIMEOUT_SECONDS."""
+
+
+class StepLimitExceeded(JobFailure):
+    """The agent took more steps than one run may (an endless tool loop)."""
 
 
 class AgentError(JobFailure):
