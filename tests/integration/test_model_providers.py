@@ -8,6 +8,7 @@ Model calls are bounded (MODEL_TIMEOUT_SECONDS), retried when transient
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -108,8 +109,8 @@ async def test_a_hung_provider_times_out_as_a_retryable_model_error(
     server.always = "hang"
     started = time.monotonic()
     with pytest.raises(ModelError) as caught:
-        await runtime(**openai_env(server, MODEL_TIMEOUT_SECONDS="1",
-                                   MODEL_MAX_RETRIES="1")).run(model_job(OPENAI), EventLog())
+        rt = runtime(**openai_env(server, MODEL_TIMEOUT_SECONDS="1", MODEL_MAX_RETRIES="1"))
+        await asyncio.wait_for(rt.run(model_job(OPENAI), EventLog()), timeout=30)
     elapsed = time.monotonic() - started
 
     assert caught.value.retryable is True

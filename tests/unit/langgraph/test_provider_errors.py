@@ -7,6 +7,7 @@ from collections.abc import Callable
 import anthropic
 import httpx
 import httpx2
+import langchain_core.exceptions as lc
 import ollama
 import openai
 import pytest
@@ -59,6 +60,10 @@ CASES: list[tuple[str, Callable[[], Exception], bool]] = [
     ("httpx connect", lambda: httpx.ConnectError("refused"), True),
     ("httpx2 read timeout", lambda: httpx2.ReadTimeout("slow"), True),
     ("asyncio timeout", lambda: TimeoutError(), True),
+    ("langchain rate limit", lambda: lc.ModelRateLimitError("slow down"), True),
+    ("langchain connection", lambda: lc.ModelConnectionError("gone"), True),
+    ("langchain context overflow", lambda: lc.ContextOverflowError("too long"), False),
+    ("langchain auth", lambda: lc.ModelAuthenticationError("bad key"), False),
 ]
 
 

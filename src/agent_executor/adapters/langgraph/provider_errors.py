@@ -4,8 +4,9 @@ A table in the style of httpx's `map_httpcore_exceptions`, most specific first:
 an HTTP status decides when the SDK error carries one (429, 408, 409 and 5xx are
 transient; 401, 403, 400, 404, 422 and the other 4xx are not), else the class
 does (timeouts and lost connections are transient). The drivers: the openai and
-anthropic SDKs (over httpx2), ollama (over httpx, which turns a refused
-connection into the builtin `ConnectionError`).
+anthropic SDKs (over httpx2; langchain re-raises their errors as subclasses that
+are also `langchain_core.exceptions.ModelError`s), ollama (over httpx, which
+turns a refused connection into the builtin `ConnectionError`).
 """
 
 from __future__ import annotations
@@ -48,12 +49,17 @@ def _never(exc: BaseException) -> bool:
     return False
 
 
+def _declared(exc: BaseException) -> bool:
+    return bool(getattr(exc, "is_retryable", False))
+
+
 @functools.cache
 def _rules() -> tuple[Rule, ...]:
     """Imported on first use, so start-up does not pay for the SDKs."""
     import anthropic
     import httpx
     import httpx2
+    import langchain_core.exceptions
     import ollama
     import openai
 
@@ -74,6 +80,9 @@ def _rules() -> tuple[Rule, ...]:
         (httpx2.TransportError, _always),
         (TimeoutError, _always),
         (ConnectionError, _always),
+        # langchain's provider-neutral tree (the integrations raise subclasses of it
+        # that are also the SDK's classes, caught above by their status).
+        (langchain_core.exceptions.ModelError, _declared),
         # An error event inside a stream that had started well: the provider broke off.
         (openai.APIError, _always),
         (anthropic.APIError, _always),
