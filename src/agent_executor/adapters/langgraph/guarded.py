@@ -29,8 +29,8 @@ from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.tools import BaseTool
 from langgraph.config import get_config
 
-from agent_executor.adapters.langgraph.provider_errors import classify
-from agent_executor.domain.errors import AgentExecutorError, ModelError, StepLimitExceeded
+from agent_executor.adapters.langgraph.provider_errors import classify, describe
+from agent_executor.domain.errors import AgentExecutorError, StepLimitExceeded
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,12 @@ def step_limit_message(limit: int) -> str:
 
 
 class GuardedChatModel(BaseChatModel):
+    """`model_name` and `profile` mirror the inner model's, so deepagents picks the
+    same harness profile and summarisation limits for it."""
+
     inner: BaseChatModel
     provider: str
+    model_name: str
     max_retries: int = 2
     step_limit: int | None = None
     backoff_seconds: float = 0.5
@@ -152,7 +156,7 @@ class GuardedChatModel(BaseChatModel):
         delay = self._delay(exc, attempt)
         metadata = _metadata(run_manager)
         logger.warning("model request failed (%s), retry %d of %d in %.2f s",
-                       _reason(error), attempt + 1, self.max_retries, delay,
+                       describe(exc), attempt + 1, self.max_retries, delay,
                        extra={"job_id": metadata.get("job_id"),
                               "trace_id": metadata.get("trace_id"),
                               "provider": self.provider})
@@ -176,7 +180,3 @@ def _metadata(run_manager: RunManager) -> Mapping[str, Any]:
         return get_config().get("metadata") or {}
     except RuntimeError:  # called outside a graph run
         return run_manager.metadata if run_manager is not None else {}
-
-
-def _reason(error: ModelError) -> str:
-    return error.message.split(":", 1)[0].removeprefix("model provider failed ").strip("()")

@@ -93,7 +93,8 @@ class ChatModelFactory:
     def _guarded(self, model: BaseChatModel, spec: ModelSpec,
                  max_retries: int | None = None) -> GuardedChatModel:
         retries = self._settings.model_max_retries if max_retries is None else max_retries
-        return GuardedChatModel(inner=model, provider=spec.provider, max_retries=retries,
+        return GuardedChatModel(inner=model, provider=spec.provider, model_name=spec.model,
+                                profile=model.profile, max_retries=retries,
                                 step_limit=self._step_limit,
                                 backoff_seconds=self._backoff_seconds)
 

@@ -94,12 +94,16 @@ def _rules() -> tuple[Rule, ...]:
     )
 
 
+def describe(exc: BaseException) -> str:
+    """`HTTP 429`, or the class when there was no answer (`APITimeoutError`)."""
+    status = status_of(exc)
+    return f"HTTP {status}" if status is not None else type(exc).__name__
+
+
 def classify(exc: BaseException) -> ModelError | None:
     """The `ModelError` for a provider failure, or None when `exc` is not one."""
     for cls, retryable in _rules():
         if isinstance(exc, cls):
-            status = status_of(exc)
-            what = f"HTTP {status}" if status is not None else type(exc).__name__
-            return ModelError(f"model provider failed ({what}): {type(exc).__name__}: {exc}",
-                              retryable=retryable(exc))
+            return ModelError(f"model provider failed ({describe(exc)}): "
+                              f"{type(exc).__name__}: {exc}", retryable=retryable(exc))
     return None
