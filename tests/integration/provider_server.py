@@ -1,5 +1,6 @@
 """A model provider inside the test: a small HTTP/1.1 server on 127.0.0.1 speaking the
-OpenAI Chat Completions and the Anthropic Messages wire formats, streaming (SSE).
+OpenAI Chat Completions and the Anthropic Messages wire formats, streaming (SSE),
+and Ollama's `/api/chat` (streaming NDJSON).
 
 It answers the first turn of a conversation with text and a `write_file` tool call
 and a later turn (one that carries a tool result) with text only. `faults` are
@@ -66,7 +67,19 @@ class ProviderServer:
                 await self._release.wait()
                 return
             anthropic = request.path.endswith("/messages")
-            if mode in ERRORS:
+            ollama = request.path == "/api/chat"
+            if mode in ERRORS and ollama:
+                status, _, reason = ERRORS[mode]
+                body = json.dumps({"error": reason})
+                _head(writer, status, reason, {"Content-Type": "application/json",
+                                               "Content-Length": str(len(body))})
+                writer.write(body.encode())
+            elif ollama:
+                _head(writer, 200, "OK", {"Content-Type": "application/x-ndjson"})
+                for line in _ollama_lines(request.body):
+                    writer.write(line.encode())
+                    await writer.drain()
+            elif mode in ERRORS:
                 status, kind, reason = ERRORS[mode]
                 body = (json.dumps({"type": "error", "error": {"type": kind, "message": reason}})
                         if anthropic else
@@ -172,3 +185,21 @@ def _anthropic_events(body: dict[str, Any]) -> list[str]:
                                        "usage": {"output_tokens": 5}}),
                event("message_stop", {})]
     return events
+
+
+def _ollama_lines(body: dict[str, Any]) -> list[str]:
+    def line(message: dict[str, Any], done: bool) -> str:
+        data: dict[str, Any] = {"model": body.get("model", "m"),
+                                "created_at": "2026-01-01T00:00:00Z",
+                                "message": {"role": "assistant", **message}, "done": done}
+        if done:
+            data.update(done_reason="stop", prompt_eval_count=10, eval_count=5)
+        return json.dumps(data) + "\n"
+
+    if _answered_a_tool(body):
+        return [line({"content": "Wrote "}, False), line({"content": "it."}, False),
+                line({"content": ""}, True)]
+    return [line({"content": "Writing "}, False),
+            line({"content": "", "tool_calls": [{"function": {
+                "name": "write_file", "arguments": TOOL_ARGS}}]}, False),
+            line({"content": ""}, True)]

@@ -187,3 +187,24 @@ async def test_no_allowlist_means_no_job_chooses_an_endpoint(server: ProviderSer
             model_job({**OPENAI, "base_url": "http://169.254.169.254/v1"}), EventLog())
     assert "MODEL_ALLOWED_BASE_URLS (unset" in caught.value.message
     assert server.requests == []
+
+
+@pytest.mark.parametrize(("mode", "retryable", "requests"),
+                         [("ok", None, 2), ("500", True, 2), ("hang", True, 2),
+                          ("401", False, 1)])
+async def test_ollama_is_bounded_and_classified_too(
+        server: ProviderServer, mode: str, retryable: bool | None, requests: int) -> None:
+    server.always = mode
+    model = {"provider": "ollama", "model": "llama-test", "base_url": server.url}
+    rt = runtime(MODEL_ALLOWED_BASE_URLS=server.url, MODEL_MAX_RETRIES="1",
+                 MODEL_TIMEOUT_SECONDS="1")
+    if retryable is None:
+        output = await rt.run(model_job(model), EventLog())
+        assert output.files == {TOOL_ARGS["file_path"]: TOOL_ARGS["content"]}
+        assert output.output == "Wrote it."
+    else:
+        with pytest.raises(ModelError) as caught:
+            await asyncio.wait_for(rt.run(model_job(model), EventLog()), timeout=30)
+        assert caught.value.retryable is retryable
+    assert len(server.requests) == requests
+    assert all(r.path == "/api/chat" for r in server.requests)
