@@ -25,7 +25,7 @@ from agent_executor.domain.job import Job
 from tests.integration.provider_server import TOOL_ARGS, ProviderServer
 from tests.unit.langgraph.conftest import EventLog, definition, job_with, node
 
-SERVICE_KEY = "sk-service-secret-0123456789"
+SERVICE_KEY = "service-key-for-the-test"  # not shaped like a real key (tests/deploy scans)
 GUARD_LOGGER = "agent_executor.adapters.langgraph.guarded"
 
 
