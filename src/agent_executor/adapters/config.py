@@ -59,6 +59,9 @@ ENV_VARS: tuple[str, ...] = (
     "MAX_JOB_ATTEMPTS",
     "HTTP_IDLE_TIMEOUT_SECONDS",
     "HTTP_BODY_TIMEOUT_SECONDS",
+    "MODEL_TIMEOUT_SECONDS",
+    "MODEL_MAX_RETRIES",
+    "MODEL_ALLOWED_BASE_URLS",
 )
 SECRET_VARS = frozenset({"POSTGRES_PASSWORD", "DRAGONFLY_PASSWORD", "OPENAI_API_KEY",
                          "ANTHROPIC_API_KEY"})
@@ -130,6 +133,9 @@ class Settings:
     anthropic_api_key: str | None = field(default=None, repr=False)
     http_idle_timeout_seconds: float = 75.0
     http_body_timeout_seconds: float = 30.0
+    model_timeout_seconds: float = 120.0
+    model_max_retries: int = 2
+    model_allowed_base_urls: tuple[str, ...] = ()
 
     @property
     def execute_type(self) -> str:
@@ -176,6 +182,15 @@ def _positive_float(raw: str) -> float:
     if not value > 0 or value != value or value == float("inf"):
         raise ValueError(raw)
     return value
+
+
+def _url_prefixes(raw: str) -> tuple[str, ...]:
+    prefixes = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for prefix in prefixes:
+        scheme, sep, rest = prefix.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest:
+            raise ValueError(raw)
+    return prefixes
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -226,6 +241,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                            "must be a positive number of seconds"),
         http_body_timeout_seconds=r.parsed("HTTP_BODY_TIMEOUT_SECONDS", 30.0, _positive_float,
                                            "must be a positive number of seconds"),
+        model_timeout_seconds=r.parsed("MODEL_TIMEOUT_SECONDS", 120.0, _positive_float,
+                                       "must be a positive number of seconds"),
+        model_max_retries=r.parsed("MODEL_MAX_RETRIES", 2, _int_in(0, 100),
+                                   "must be a whole number from 0 to 100"),
+        model_allowed_base_urls=r.parsed("MODEL_ALLOWED_BASE_URLS", (), _url_prefixes,
+                                         "must be comma-separated http:// or https:// URLs"),
     )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         r.problems.append(

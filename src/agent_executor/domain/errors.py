@@ -17,6 +17,7 @@
         ├── JobTimeout              ran longer than JOB_TIMEOUT_SECONDS
         ├── AttemptsExhausted       claimed more often than MAX_JOB_ATTEMPTS (crashes,
         │                           takeovers): ended without running it again
+        ├── StepLimitExceeded       the agent ran more steps than a run may take
         └── AgentError              anything else the agent raised
 
 `JobFailure.error_type` is the `error.type` on the wire.
@@ -81,7 +82,12 @@ class InvalidAgentDefinition(JobFailure):
 
 
 class ModelError(JobFailure):
-    """A model provider failed or is not configured."""
+    """A model provider failed or is not configured; `retryable` when the failure was
+    transient (429, 5xx, timeout, lost connection) and outlasted the retries."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class ToolError(JobFailure):
@@ -94,6 +100,10 @@ class JobTimeout(JobFailure):
 
 class AttemptsExhausted(JobFailure):
     """The job was claimed more than MAX_JOB_ATTEMPTS times; it is not run again."""
+
+
+class StepLimitExceeded(JobFailure):
+    """The agent took more steps than one run may (an endless tool loop)."""
 
 
 class AgentError(JobFailure):

@@ -1,9 +1,10 @@
 """A run killed mid-way resumes from its checkpoint: the input once, completed steps not re-run.
 
-The "crash" cancels the run in the middle of a step (while a scripted model
-sleeps its `delay_ms`, a third of the way in), then a new runtime on a new
-connection to the same SQLite checkpoint file (a restarted process) runs the
-job again.
+The "crash" cancels the run in the middle of a step: inside the model call that
+follows a chosen event, held there by the scripted model's test hook
+(`ScriptedChatModel.calls.hold`), so no timing decides where it lands. Then a
+new runtime on a new connection to the same SQLite checkpoint file (a restarted
+process) runs the job again.
 """
 
 from __future__ import annotations
@@ -44,12 +45,14 @@ def team_job(delay_ms: int) -> Job:
     return parse_job(data)
 
 
-DELAY_MS = 120
+DELAY_MS = 0  # where the crash lands is decided by the hook, not by timing
 
 
 async def crash_after(trigger: Trigger, job: Job, path: Path) -> EventLog:
-    """Run until `trigger` matches an event, then kill the run inside the next step."""
+    """Run until `trigger` matches an event, then kill the run inside the next model call
+    (held there by the scripted model's hook: it has begun and given no answer)."""
     reached = asyncio.Event()
+    in_next_call = asyncio.Event()
     log = EventLog()
 
     async def sink(kind: str, data: Mapping[str, Any]) -> None:
@@ -57,17 +60,22 @@ async def crash_after(trigger: Trigger, job: Job, path: Path) -> EventLog:
         if trigger(kind, data):
             reached.set()
 
+    async def hold(agent: str) -> None:
+        if reached.is_set():
+            in_next_call.set()
+            await asyncio.Event().wait()  # stays in the call until the crash
+
     async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
         runtime = LangGraphAgentRuntime(saver, Keys(), registry=ToolRegistry())
-        run = asyncio.create_task(runtime.run(job, sink))
-        waiter = asyncio.create_task(reached.wait())
-        done, _ = await asyncio.wait({run, waiter}, timeout=30,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        assert waiter in done and run not in done, "the run ended before the crash point"
-        await asyncio.sleep(DELAY_MS / 3 / 1000)  # the next model call is under way
-        run.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await run
+        with ScriptedChatModel.calls.hold(job.job_id, hold):
+            run = asyncio.create_task(runtime.run(job, sink))
+            waiter = asyncio.create_task(in_next_call.wait())
+            done, _ = await asyncio.wait({run, waiter}, timeout=30,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            assert waiter in done and run not in done, "the run ended before the crash point"
+            run.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await run
     return log
 
 
@@ -121,6 +129,7 @@ CHILD = """
 import asyncio, json, sys
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from agent_executor.adapters.langgraph import LangGraphAgentRuntime, ToolRegistry
+from agent_executor.adapters.langgraph.scripted import ScriptedChatModel
 from agent_executor.domain.job import parse_job
 from tests.unit.langgraph.conftest import Keys
 
@@ -128,8 +137,13 @@ async def main() -> None:
     job = parse_job(json.loads(sys.argv[2]))
     async def emit(kind, data):
         print(json.dumps([kind, data]), flush=True)
+    async def hold(agent):  # announce each model call, then wait to be let through
+        print(json.dumps(["model_call", {"agent": agent}]), flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
     async with AsyncSqliteSaver.from_conn_string(sys.argv[1]) as saver:
-        await LangGraphAgentRuntime(saver, Keys(), registry=ToolRegistry()).run(job, emit)
+        runtime = LangGraphAgentRuntime(saver, Keys(), registry=ToolRegistry())
+        with ScriptedChatModel.calls.hold(job.job_id, hold):
+            await runtime.run(job, emit)
 
 asyncio.run(main())
 """
@@ -142,15 +156,20 @@ async def test_a_killed_process_resumes_in_another(tmp_path: Path) -> None:
     trigger = tool_started("requirements-analyst", "write_file")
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-c", CHILD, str(path), json.dumps(job.to_data()),
-        stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[3])
-    assert child.stdout is not None
-    seen: list[tuple[str, dict[str, Any]]] = []
-    while not (seen and trigger(*seen[-1])):
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[3])
+    assert child.stdout is not None and child.stdin is not None
+    reached = False
+    while True:
         line = await asyncio.wait_for(child.stdout.readline(), timeout=60)
         assert line, "the child ended before the crash point"
         kind, data = json.loads(line)
-        seen.append((kind, data))
-    await asyncio.sleep(DELAY_MS / 3 / 1000)
+        if kind == "model_call":
+            if reached:  # the child is inside the next model call: kill it there
+                break
+            child.stdin.write(b"go\n")
+            await child.stdin.drain()
+        reached = reached or trigger(kind, data)
     child.kill()
     await child.wait()
 

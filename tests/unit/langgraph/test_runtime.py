@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.errors import GraphRecursionError
 
 from agent_executor.adapters.langgraph import LangGraphAgentRuntime, ToolRegistry
+from agent_executor.adapters.langgraph.runtime import STEP_LIMIT, _translate
 from agent_executor.adapters.langgraph.scripted import ScriptedChatModel
-from agent_executor.domain.errors import DependencyUnavailable, InvalidAgentDefinition
+from agent_executor.domain.errors import (
+    DependencyUnavailable,
+    InvalidAgentDefinition,
+    StepLimitExceeded,
+)
 from agent_executor.domain.job import parse_job
 from tests.unit.langgraph.conftest import (
     EventLog,
@@ -196,3 +204,39 @@ async def test_a_failing_checkpoint_store_is_a_dependency_failure(tmp_path: Path
         with pytest.raises(DependencyUnavailable) as caught:
             await runtime.run(parse_job(example("hello", fresh_id("store"))), log)
     assert "checkpoint store failed" in str(caught.value)
+
+
+LOOP = scripted({"content": "again", "tool_calls": [{"name": "ls", "args": {"path": "/"}}]})
+
+
+@pytest.mark.parametrize("looping", ["orchestrator", "specialist"])
+async def test_an_agent_calling_tools_for_ever_stops_at_the_step_limit(
+        runtime: LangGraphAgentRuntime, log: EventLog, looping: str) -> None:
+    if looping == "orchestrator":
+        d = definition(node("orchestrator", model=LOOP))
+    else:
+        d = definition(
+            node("orchestrator", model=scripted(
+                {"content": "delegating", "tool_calls": [
+                    {"name": "task", "args": {"subagent_type": "w", "description": "go"}}]},
+                {"content": "done"})),
+            node("w", "Specialist", model=LOOP))
+    job = job_with(d, fresh_id("loop"))
+    started = time.monotonic()
+
+    with pytest.raises(StepLimitExceeded) as caught:
+        await asyncio.wait_for(runtime.run(job, log), timeout=60)
+
+    assert f"step limit of {STEP_LIMIT} steps" in caught.value.message
+    assert caught.value.error_type == "StepLimitExceeded"
+    assert caught.value.retryable is False
+    agent = "orchestrator" if looping == "orchestrator" else "w"
+    assert 10 < ScriptedChatModel.calls.count(job.job_id, agent) < STEP_LIMIT
+    assert time.monotonic() - started < 30
+
+
+def test_the_librarys_recursion_error_is_the_step_limit_too() -> None:
+    job = job_with(definition(), "recursion")
+    error = _translate(GraphRecursionError("Recursion limit of 7 reached"), job, 7)
+    assert isinstance(error, StepLimitExceeded)
+    assert "step limit of 7 steps" in error.message

@@ -23,7 +23,9 @@ from agent_executor.adapters.langgraph.compiler import (
     CompiledAgent,
 )
 from agent_executor.adapters.langgraph.definition import parse_definition
+from agent_executor.adapters.langgraph.guarded import step_limit_message
 from agent_executor.adapters.langgraph.models import ChatModelFactory, ProviderSettings
+from agent_executor.adapters.langgraph.provider_errors import classify
 from agent_executor.adapters.langgraph.state import agent_output, input_files
 from agent_executor.adapters.langgraph.stream import STREAM_MODES, StreamTranslator
 from agent_executor.adapters.langgraph.tools import ToolRegistry
@@ -31,7 +33,7 @@ from agent_executor.domain.errors import (
     AgentError,
     AgentExecutorError,
     DependencyUnavailable,
-    ModelError,
+    StepLimitExceeded,
 )
 from agent_executor.domain.job import Job
 from agent_executor.domain.result import AgentOutput
@@ -39,11 +41,12 @@ from agent_executor.ports.runtime import EventSink
 
 logger = logging.getLogger(__name__)
 
-_PROVIDER_MODULES = ("openai", "anthropic", "ollama", "httpx", "httpcore", "langchain_openai",
-                     "langchain_anthropic", "langchain_ollama")
 _INTERRUPT = "__interrupt__"  # the update key LangGraph streams an interrupt under
-_TRANSIENT = ("RateLimit", "Timeout", "Connect", "Connection", "InternalServer", "Overloaded",
-              "ServiceUnavailable")
+
+STEP_LIMIT = 200
+"""Supersteps one agent may take in a run (LangGraph's `recursion_limit`; deepagents
+sets 9,999). One model turn with its tool calls is about 2 to 4 supersteps, so 200
+is some 50-100 turns; each specialist's own run has the same bound."""
 
 
 class LangGraphAgentRuntime:
@@ -56,16 +59,19 @@ class LangGraphAgentRuntime:
 
     def __init__(self, checkpointer: BaseCheckpointSaver[Any], settings: ProviderSettings, *,
                  registry: ToolRegistry | None = None,
-                 cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+                 cache_size: int = DEFAULT_CACHE_SIZE, step_limit: int = STEP_LIMIT) -> None:
         self.registry = registry if registry is not None else ToolRegistry.load()
-        self.compiler = AgentCompiler(checkpointer, ChatModelFactory(settings), self.registry,
-                                      max_cached=cache_size)
+        self.step_limit = step_limit
+        self.compiler = AgentCompiler(checkpointer,
+                                      ChatModelFactory(settings, step_limit=step_limit),
+                                      self.registry, max_cached=cache_size)
 
     async def run(self, job: Job, emit: EventSink) -> AgentOutput:
         definition = parse_definition(job.agent_definition, self.registry.names())
         config: RunnableConfig = {
             "configurable": {"thread_id": job.job_id},
             "metadata": {"job_id": job.job_id, "trace_id": job.trace_id},
+            "recursion_limit": self.step_limit,
         }
         try:
             agent = await self.compiler.acompile(definition)
@@ -88,7 +94,7 @@ class LangGraphAgentRuntime:
         except AgentExecutorError:  # already a domain error (ModelError, ToolError, ...)
             raise
         except Exception as exc:
-            raise _translate(exc, job) from exc
+            raise _translate(exc, job, self.step_limit) from exc
         return agent_output(values)
 
     async def _stream(self, agent: CompiledAgent, job: Job, snapshot: StateSnapshot,
@@ -131,20 +137,20 @@ def _initial_state(job: Job) -> dict[str, Any]:
     return state
 
 
-def _translate(exc: Exception, job: Job) -> Exception:
-    """The one place driver errors become domain errors."""
+def _translate(exc: Exception, job: Job, step_limit: int) -> Exception:
+    """The one place driver errors become domain errors (a model call's own failures are
+    classified where it is made, `guarded.py`; `classify` here catches the rest)."""
     module = type(exc).__module__.split(".")[0]
     name = type(exc).__name__
     if module == "psycopg" or module == "psycopg_pool" or isinstance(exc, sqlite3.Error):
         return DependencyUnavailable(f"checkpoint store failed: {name}: {exc}")
-    if module in _PROVIDER_MODULES:
-        error = ModelError(f"model provider failed: {name}: {exc}")
-        error.retryable = any(word in name for word in _TRANSIENT)
-        return error
-    if isinstance(exc, OSError):
-        return DependencyUnavailable(f"checkpoint store failed: {name}: {exc}")
     if isinstance(exc, GraphRecursionError):
-        return AgentError(f"the agent did not finish within its step limit: {exc}")
+        return StepLimitExceeded(step_limit_message(step_limit))
+    if isinstance(exc, OSError):  # a model call's own are classified in guarded.py
+        return DependencyUnavailable(f"checkpoint store failed: {name}: {exc}")
+    model_error = classify(exc)
+    if model_error is not None:
+        return model_error
     logger.error("agent raised unexpectedly", exc_info=exc,
                  extra={"job_id": job.job_id, "trace_id": job.trace_id})
     return AgentError(f"{name}: {exc}")

@@ -14,7 +14,8 @@ import json
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -31,12 +32,33 @@ from agent_executor.adapters.langgraph.spec import ScriptedReply
 _WORDS = re.compile(r"\S+\s*|\s+")
 
 
+Hook = Callable[[str], Awaitable[None]]
+
+
 class ScriptedCallLog:
-    """How many answers each agent gave on each thread (bounded: oldest threads drop)."""
+    """How many answers each agent gave on each thread (bounded: oldest threads drop),
+    and the test hooks awaited as a call begins (`hold`): a test learns that a model
+    call is under way, and may keep it there, without guessing with a sleep."""
 
     def __init__(self, max_threads: int = 4096) -> None:
         self._max_threads = max_threads
         self._calls: OrderedDict[str, dict[str, int]] = OrderedDict()
+        self._hooks: dict[str, Hook] = {}
+
+    @contextmanager
+    def hold(self, thread_id: str, hook: Hook) -> Iterator[None]:
+        """Await `hook(agent)` at the start of every async call on `thread_id`, before
+        its delay and its answer (so a call cancelled there has given no answer)."""
+        self._hooks[thread_id] = hook
+        try:
+            yield
+        finally:
+            self._hooks.pop(thread_id, None)
+
+    async def begin(self, thread_id: str, agent: str) -> None:
+        hook = self._hooks.get(thread_id)
+        if hook is not None:
+            await hook(agent)
 
     def record(self, thread_id: str, agent: str) -> None:
         per_agent = self._calls.setdefault(thread_id, {})
@@ -85,6 +107,7 @@ class ScriptedChatModel(BaseChatModel):
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None,
                          **kwargs: Any) -> ChatResult:
+        await ScriptedChatModel.calls.begin(_thread_id(), self.agent)
         await asyncio.sleep(self.delay_ms / 1000)
         return _result(self._answer(messages))
 
@@ -100,6 +123,7 @@ class ScriptedChatModel(BaseChatModel):
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        await ScriptedChatModel.calls.begin(_thread_id(), self.agent)
         await asyncio.sleep(self.delay_ms / 1000)
         for chunk in _chunks(self._answer(messages)):
             if run_manager is not None and chunk.text:
