@@ -35,6 +35,9 @@ class NoKeys:
     openai_api_key: str | None = None
     openai_base_url: str | None = None
     anthropic_api_key: str | None = None
+    model_timeout_seconds: float = 120.0
+    model_max_retries: int = 2
+    model_allowed_base_urls: tuple[str, ...] = ()
 
 
 class StallingSaver(InMemorySaver):
