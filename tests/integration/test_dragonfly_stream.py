@@ -21,6 +21,7 @@ from agent_executor.adapters.dragonfly.event_stream import DragonflyEventStream
 from agent_executor.adapters.dragonfly.probe import DragonflyReadinessProbe
 from agent_executor.adapters.embedded.sqlite_ledger import SqliteJobLedger
 from agent_executor.adapters.metrics import PrometheusMetrics
+from agent_executor.domain.errors import DependencyUnavailable
 from agent_executor.domain.events import END, LLM_STREAM, StreamEvent
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.job import Job
@@ -45,7 +46,7 @@ async def stream(dragonfly_port: int, key_prefix: str,
                  metrics: PrometheusMetrics) -> AsyncIterator[DragonflyEventStream]:
     client = Redis(host="127.0.0.1", port=dragonfly_port)
     events = DragonflyEventStream(client, metrics, prefix=f"{key_prefix}langgraph:stream:",
-                                  replay_ttl_seconds=600, poll_seconds=0.2)
+                                  replay_ttl_seconds=600)
     try:
         yield events
     finally:
@@ -255,7 +256,7 @@ async def throwaway_redis() -> AsyncIterator[ThrowawayRedis]:
         await server.kill()
 
 
-async def test_dragonfly_down_drops_and_counts_events_logs_once_and_recovers(
+async def test_dragonfly_down_keeps_events_logs_once_and_delivers_them_when_back(
         throwaway_redis: ThrowawayRedis, metrics: PrometheusMetrics,
         caplog: pytest.LogCaptureFixture) -> None:
     server = throwaway_redis
@@ -276,23 +277,32 @@ async def test_dragonfly_down_drops_and_counts_events_logs_once_and_recovers(
             if i % 50 == 0:
                 await asyncio.sleep(0.01)
         async with asyncio.timeout(10):
-            while writer.lost < 199:
+            while writer.retries < 2:  # tried, failed, kept
                 await asyncio.sleep(0.01)
-        assert _metric(metrics, "stream_publish_errors_total") == 199
         down = await probe.check()
         assert not down.ok and down.detail
         assert await _collect(events.follow("job-down")) == []  # ends, does not hang
+        with pytest.raises(DependencyUnavailable):
+            await events.subscribe("job-down")  # a follower that cannot be served is told
+        with pytest.raises(DependencyUnavailable):
+            await events.has_end("job-down")
 
         await server.start()  # an empty server: the counter is gone, seq must not go back
         await writer.emit(LLM_STREAM, _token(200))
         await writer.emit(END, {"status": "completed"})
         await writer.aclose()  # never raises
+        async with asyncio.timeout(10):
+            while not await events.has_end("job-down"):
+                await asyncio.sleep(0.05)
 
-        assert (writer.published, writer.lost) == (3, 199)
+        assert (writer.published, writer.lost) == (202, 0)
+        assert _metric(metrics, "stream_publish_errors_total") == 0
         warnings = [r for r in caplog.records if r.name.endswith("dragonfly.writer")]
         assert len(warnings) == 1 and "Dragonfly unavailable" in warnings[0].getMessage()
         assert getattr(warnings[0], "job_id", None) == "job-down"
-        assert [e.seq for e in await _collect(events.follow("job-down"))] == [2, 3]
+        replayed = await _collect(events.follow("job-down"))
+        assert [e.seq for e in replayed] == list(range(2, 203))
+        assert [e.data.get("content") for e in replayed[:2]] == ["t1 ", "t2 "]
         assert (await probe.check()).ok
     finally:
         await events.aclose()
@@ -323,8 +333,10 @@ class ListPublisher:
         self.published.append(result)
 
 
-async def test_a_job_completes_when_dragonfly_dies_mid_job(
+async def test_a_job_completes_when_dragonfly_dies_mid_job_and_its_end_arrives_after(
         throwaway_redis: ThrowawayRedis, metrics: PrometheusMetrics, tmp_path: Path) -> None:
+    """The job does not wait for Dragonfly; its last events, `end` among them, are kept
+    and reach the replay buffer once Dragonfly is back (before: dropped, no `end`)."""
     server = throwaway_redis
     events = DragonflyEventStream.from_settings(_settings(server.port), metrics)
     ledger = await SqliteJobLedger.create(tmp_path / "ledger.sqlite3")
@@ -341,12 +353,24 @@ async def test_a_job_completes_when_dragonfly_dies_mid_job(
                 await asyncio.sleep(0.01)
         await server.kill()
         runtime.gate.set()
+        started = time.monotonic()
         result = await asyncio.wait_for(running, 20)
+        assert time.monotonic() - started < 5, "the job waited for Dragonfly"
 
         assert result.status == "completed"
         assert publisher.published == [result]
-        assert _metric(metrics, "stream_publish_errors_total") == 4  # three tokens and `end`
         assert _metric(metrics, "jobs_total", status="completed", source="http") == 1
+        assert not await _collect(events.follow("job-mid", live=False))
+
+        await server.start()  # empty: what was sent before the outage is gone
+        async with asyncio.timeout(15):
+            while not await events.has_end("job-mid"):
+                await asyncio.sleep(0.05)
+        replayed = await _collect(events.follow("job-mid"))
+        assert [(e.seq, e.event_type) for e in replayed] == [
+            (4, LLM_STREAM), (5, LLM_STREAM), (6, LLM_STREAM), (7, END)]
+        assert replayed[-1].data["status"] == "completed"
+        assert _metric(metrics, "stream_publish_errors_total") == 0
     finally:
         await probe.aclose()
         await events.aclose()

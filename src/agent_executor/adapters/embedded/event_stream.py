@@ -1,9 +1,11 @@
-"""`InProcessEventStream`: the `local` profile's event bus when Dragonfly is not configured.
+"""`InProcessEventStream`: the event stream in memory, for tests and embedding.
 
 Same semantics as `DragonflyEventStream`, in memory: `seq` gapless per job
 across resumes (in this process), a replay buffer per job that keeps the last
 `max_events_per_job` events and is forgotten `replay_ttl_seconds` after the
-job's last event, live followers woken on every event.
+job's last event, live followers woken on every event. The `local` profile
+uses `SqliteEventStream` (events on disk) instead; this one is for tests and
+in-process harnesses that need no file.
 """
 
 from __future__ import annotations
@@ -97,6 +99,14 @@ class InProcessEventStream:
                 return
             if log.last_seq <= last:
                 await changed.wait()
+
+    async def subscribe(self, job_id: str, after_seq: int = 0, *,
+                        live: bool = True) -> AsyncIterator[StreamEvent]:
+        """Nothing here can become unavailable: `follow` itself."""
+        return self.follow(job_id, after_seq, live=live)
+
+    async def has_end(self, job_id: str) -> bool:
+        return self._job(job_id).ended
 
     def _job(self, job_id: str) -> _JobLog:
         now = self._clock()
