@@ -379,3 +379,103 @@ async def test_a_job_completes_when_dragonfly_dies_mid_job_and_its_end_arrives_a
 
 def _settings(port: int) -> DragonflySettings:
     return DragonflySettings(host="127.0.0.1", port=port, password=None, db=0)
+
+
+async def _served(events: AsyncIterator[StreamEvent]) -> list[int]:
+    return [event.seq async for event in events]
+
+
+async def test_a_thousand_followers_share_one_connection_and_all_get_every_event(
+        dragonfly_port: int, key_prefix: str, metrics: PrometheusMetrics) -> None:
+    """Before: one Pub/Sub connection per follower out of a pool of 100; of 300 (or
+    1,000) followers 50 got the job's events, the rest an empty stream at once."""
+    name = f"test-{key_prefix[:-1]}"
+    client = Redis(host="127.0.0.1", port=dragonfly_port, client_name=name)
+    stream = DragonflyEventStream(client, metrics, prefix=f"{key_prefix}langgraph:stream:",
+                                  replay_ttl_seconds=600)
+    admin = Redis(host="127.0.0.1", port=dragonfly_port)
+    peak = 0
+
+    async def sample_connections() -> None:
+        nonlocal peak
+        while True:
+            clients = await admin.client_list()
+            peak = max(peak, sum(1 for c in clients if c.get("name") == name))
+            await asyncio.sleep(0.05)
+
+    sampler = asyncio.create_task(sample_connections())
+    try:
+        started = time.perf_counter()
+        writer = await stream.writer("job-many", "trace")
+        for i in range(50):  # the first half is in the replay buffer before they join
+            await writer.emit(LLM_STREAM, _token(i))
+        followers = await asyncio.gather(*(stream.subscribe("job-many") for _ in range(1000)))
+        joined = time.perf_counter() - started
+        served = [asyncio.create_task(_served(f)) for f in followers]
+        for i in range(50, 200):
+            await writer.emit(LLM_STREAM, _token(i))
+        await writer.emit(END, {"status": "completed"})
+        await writer.aclose()
+        results = await asyncio.wait_for(asyncio.gather(*served), 60)
+        elapsed = time.perf_counter() - started
+        await asyncio.sleep(0.1)  # one more connection sample after the end
+    finally:
+        sampler.cancel()
+        await admin.aclose()
+        await stream.aclose()
+    print(f"\n1000 followers: joined in {joined:.2f}s, all ended in {elapsed:.2f}s; "
+          f"peak {peak} Redis connections")
+    assert all(seqs == list(range(1, 202)) for seqs in results)
+    assert peak <= 20, f"{peak} connections for 1000 followers"
+
+
+async def test_followers_ride_out_a_dragonfly_restart_and_repair_from_the_buffer(
+        throwaway_redis: ThrowawayRedis, metrics: PrometheusMetrics) -> None:
+    server = throwaway_redis
+    events = DragonflyEventStream.from_settings(_settings(server.port), metrics,
+                                                reconnect_grace_seconds=20)
+    try:
+        writer = await events.writer("job-r", "trace")
+        await writer.emit(LLM_STREAM, _token(0))
+        followers = [await events.subscribe("job-r") for _ in range(20)]
+        served = [asyncio.create_task(_served(f)) for f in followers]
+        async with asyncio.timeout(5):
+            while writer.published < 1:
+                await asyncio.sleep(0.01)
+        await server.kill()
+        async with asyncio.timeout(10):
+            while events.fanout.connected:
+                await asyncio.sleep(0.01)
+        await writer.emit(LLM_STREAM, _token(1))
+        await server.start()
+        await writer.emit(END, {"status": "completed"})  # may reach the buffer before
+        await writer.aclose()                            # the followers resubscribe
+        results = await asyncio.wait_for(asyncio.gather(*served), 20)
+        assert events.fanout.reconnects >= 1
+        # The restarted server is empty: seq 1 went with it; 2 and 3 come from the buffer.
+        assert all(seqs == [1, 2, 3] for seqs in results), results
+    finally:
+        await events.aclose()
+
+
+async def test_a_follower_is_told_when_dragonfly_stays_away_or_it_falls_behind(
+        throwaway_redis: ThrowawayRedis, metrics: PrometheusMetrics) -> None:
+    server = throwaway_redis
+    events = DragonflyEventStream.from_settings(_settings(server.port), metrics,
+                                                reconnect_grace_seconds=0.5, follower_queue=5)
+    try:
+        slow = await events.subscribe("job-s")
+        writer = await events.writer("job-s", "trace")
+        for i in range(50):
+            await writer.emit(LLM_STREAM, _token(i))
+        await writer.aclose()
+        with pytest.raises(DependencyUnavailable, match="behind"):
+            await _collect(slow)  # never read while 50 events came: its queue overflowed
+
+        waiting = await events.subscribe("job-s", after_seq=50)
+        task = asyncio.create_task(_collect(waiting))
+        await server.kill()
+        with pytest.raises(DependencyUnavailable, match="lost"):
+            await asyncio.wait_for(task, 10)
+    finally:
+        await events.aclose()
