@@ -32,7 +32,6 @@ from agent_executor.adapters.cli.args import build_parser, load_job_file
 from agent_executor.adapters.cli.printer import StreamPrinter
 from agent_executor.adapters.cloudevents_codec import EventNames
 from agent_executor.adapters.embedded.event_stream import (
-    InProcessEventStream,
     InProcessReadinessProbe,
 )
 from agent_executor.adapters.embedded.log_publisher import LoggingResultPublisher
@@ -101,7 +100,12 @@ async def _event_stream(settings: cfg.Settings,
         finally:
             await stream.aclose()
         return
-    yield InProcessEventStream(metrics)
+    from agent_executor.adapters.embedded.sqlite_event_stream import SqliteEventStream
+    embedded = await SqliteEventStream.in_data_dir(settings.data_dir, metrics)
+    try:
+        yield embedded
+    finally:
+        await embedded.aclose()
 
 
 async def _nats(settings: cfg.Settings) -> AsyncIterator[Any]:

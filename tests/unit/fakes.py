@@ -169,7 +169,7 @@ class FakeEventStream:
                 yield event
                 if event.event_type == END:
                     return
-            if not live:
+            if not live or any(e.event_type == END for e in self.events.get(job_id, [])):
                 return
             async with self.changed:
                 await self.changed.wait_for(self._has_more(job_id, seen))

@@ -38,7 +38,8 @@ class EventStream(Protocol):
     def follow(self, job_id: str, after_seq: int = 0, *,
                live: bool = True) -> AsyncIterator[StreamEvent]:
         """Events with `seq > after_seq`: the replay buffer, then (if `live`) new ones
-        as they come, with no gap or repeat in between; ends after the `end` event.
+        as they come, with no gap or repeat in between; ends after the `end` event
+        (at once when `after_seq` is already at or past it).
 
         With `live=False` only the buffered events are yielded. Best effort: when
         the backend is unavailable it ends early (logged) instead of raising; a

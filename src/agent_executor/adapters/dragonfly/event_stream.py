@@ -119,6 +119,9 @@ class DragonflyEventStream:
         follower = await self._fanout.subscribe(keys.channel) if live else None
         try:
             replay = await self._replay(keys, after_seq)
+            if follower is not None and not replay and await self.has_end(job_id):
+                follower.close()  # its `end` is behind `after_seq`: nothing more will come
+                follower = None
         except BaseException:
             if follower is not None:
                 follower.close()

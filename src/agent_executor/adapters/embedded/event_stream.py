@@ -95,7 +95,7 @@ class InProcessEventStream:
                 yield event
                 if event.event_type == END:
                     return
-            if not live:
+            if not live or (log.ended and log.last_seq <= last):
                 return
             if log.last_seq <= last:
                 await changed.wait()
