@@ -28,15 +28,16 @@ import logging
 import sqlite3
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from agent_executor.adapters.embedded.sqlite_event_writer import Pending, SqliteEventWriter
 from agent_executor.adapters.metrics import PrometheusMetrics
 from agent_executor.domain.errors import DependencyUnavailable
-from agent_executor.domain.events import END, StreamEvent, utc_timestamp
+from agent_executor.domain.events import END, StreamEvent
 from agent_executor.domain.health import ProbeResult
 
 logger = logging.getLogger(__name__)
@@ -75,59 +76,6 @@ _PRUNE = (
     "(SELECT job_id FROM stream_jobs WHERE touched_at < ?)",
     "DELETE FROM stream_jobs WHERE touched_at < ?",
 )
-
-Pending = tuple[str, str, dict[str, Any]]  # (event_type, ts, data)
-
-
-class SqliteEventWriter:
-    """Implements `EventWriter` for one job: buffered, one transaction per batch."""
-
-    def __init__(self, stream: SqliteEventStream, job_id: str, trace_id: str) -> None:
-        self._stream = stream
-        self.job_id = job_id
-        self.trace_id = trace_id
-        self._pending: list[Pending] = []
-        self._wake = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
-        self.closed = False
-        self.published = 0
-        self.lost = 0
-
-    async def emit(self, event_type: str, data: Mapping[str, Any]) -> None:
-        if self.closed:
-            return
-        self._pending.append((event_type, utc_timestamp(), _json_values(data)))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_forever(),
-                                                name=f"stream-flusher:{self.job_id}")
-        self._wake.set()
-
-    async def aclose(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._wake.set()
-        try:
-            if self._flusher is not None:
-                await self._flusher
-        finally:
-            self._stream.writer_closed(self.job_id)
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    self.published += await self._stream.append(self.job_id, self.trace_id,
-                                                                 batch)
-                except DependencyUnavailable as exc:  # losing events never fails the job
-                    self.lost += len(batch)
-                    self._stream.lost(len(batch), exc, self.job_id)
-            if self.closed:
-                return
-
 
 class SqliteEventStream:
     """Implements `EventStream` on one SQLite file; `open` before use."""
@@ -388,12 +336,3 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     await conn.execute("PRAGMA journal_mode = WAL")
     await conn.execute("PRAGMA synchronous = NORMAL")
     return conn
-
-
-def _json_values(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy holding JSON values only, exactly what a follower will read back."""
-    try:
-        copied: dict[str, Any] = json.loads(json.dumps(dict(data), default=str))
-    except ValueError as exc:
-        return {"unserialisable": str(exc)}
-    return copied
