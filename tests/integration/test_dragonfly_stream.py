@@ -197,6 +197,35 @@ async def test_a_thousand_followers_share_one_connection_and_all_get_every_event
     assert peak <= 20, f"{peak} connections for 1000 followers"
 
 
+async def test_a_follower_arriving_as_the_last_one_leaves_is_still_subscribed(
+        stream: DragonflyEventStream, dragonfly_port: int) -> None:
+    """The last follower of a channel to leave sends UNSUBSCRIBE; one arriving at that
+    moment sends SUBSCRIBE. Whichever order they reach the server in, the newcomer
+    must end up subscribed (and nothing stays subscribed once all have left)."""
+    admin = Redis(host="127.0.0.1", port=dragonfly_port)
+    try:
+        for round_ in range(20):
+            job_id = f"job-churn-{round_}"
+            leaving = await stream.subscribe(job_id)
+            await leaving.aclose()  # type: ignore[attr-defined]
+            staying = asyncio.create_task(_collect(await stream.subscribe(job_id)))
+            writer = await stream.writer(job_id, "trace")
+            await writer.emit(LLM_STREAM, _token(0))
+            await writer.aclose()
+            channel = stream.keys(job_id).channel
+            await asyncio.sleep(0.02)  # let a wrong UNSUBSCRIBE reach the server first
+            writer = await stream.writer(job_id, "trace")
+            await writer.emit(END, {"status": "completed"})
+            await writer.aclose()
+            assert [e.seq for e in await staying] == [1, 2], round_
+        assert not stream.fanout.channels
+        async with asyncio.timeout(5):
+            while (await admin.pubsub_numsub(channel))[0][1]:  # type: ignore[no-untyped-call]
+                await asyncio.sleep(0.01)
+    finally:
+        await admin.aclose()
+
+
 class TestDragonflyEventStream(EventStreamContract):
     @pytest.fixture
     async def stream(self, dragonfly_port: int, key_prefix: str,

@@ -132,6 +132,11 @@ class PubSubFanout:
     def connected(self) -> bool:
         return self._state == "up"
 
+    @property
+    def channels(self) -> list[str]:
+        """Channels with followers in this process."""
+        return list(self._channels)
+
     async def subscribe(self, channel_name: str) -> Follower:
         """A follower of `channel_name`, subscribed and confirmed; raises
         `DependencyUnavailable` when Dragonfly cannot confirm it in time."""
