@@ -13,7 +13,8 @@ and puts each event into the bounded queue of every follower of its channel.
   is confirmed again (it then reads the replay buffer for what it missed). A
   follower that sees no `RESYNC` within `reconnect_grace_seconds` gives up
   (`DependencyUnavailable`), as does one whose queue overflows.
-- While the connection is down, a new `subscribe` fails at once.
+- While the connection is down, a new `subscribe` makes the reader try again at
+  once (not after its backoff) and fails as soon as that attempt does.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class PubSubFanout:
         self._state = "idle"  # idle -> connecting -> up | down -> connecting ...
         self._state_changed = asyncio.Event()
         self._send_lock = asyncio.Lock()
+        self._retry_now = asyncio.Event()  # a new follower while down: reconnect at once
         self._reader: asyncio.Task[None] | None = None
         self._last_error = ""
         self.reconnects = 0
@@ -150,6 +152,10 @@ class PubSubFanout:
         channel.followers.add(follower)
         try:
             async with asyncio.timeout(self.subscribe_timeout_seconds):
+                if self._state == "down":  # try now, not after the backoff: it may be back
+                    self._retry_now.set()
+                    while self._state == "down":
+                        await self._wait_state()
                 while self._state == "connecting":
                     await self._wait_state()
                 if self._state != "up":
@@ -234,7 +240,9 @@ class PubSubFanout:
                 with contextlib.suppress(BaseException):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             self._connection_lost()
-            await asyncio.sleep(backoff)
+            self._retry_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._retry_now.wait(), backoff)
             backoff = min(backoff * 2, self._max_backoff)
             self._set_state("connecting")
 

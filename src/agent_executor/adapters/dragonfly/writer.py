@@ -137,6 +137,7 @@ class DragonflyEventWriter:
         self._next_seq: int | None = None  # unknown until read from Dragonfly
         self._sent_through = 0  # the last seq this writer knows reached Dragonfly
         self._batch_id = ""  # of the batch at the head of `_pending`, kept across retries
+        self._batch_len = 0
         self._closed_at: float | None = None
         self._loss_logged = False
         self.published = 0
@@ -195,9 +196,10 @@ class DragonflyEventWriter:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._pending:
-                    batch = self._pending[:self._limits.max_batch]
-                    if not self._batch_id:
+                    if not self._batch_id:  # a new batch; a retry resends the same events
                         self._batch_id = uuid.uuid4().hex
+                        self._batch_len = min(len(self._pending), self._limits.max_batch)
+                    batch = self._pending[:self._batch_len]
                     try:
                         sent = await self._send(batch)
                     except Exception as exc:  # a bug here must not break the job
