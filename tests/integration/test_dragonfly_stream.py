@@ -7,9 +7,11 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agent_executor.adapters.dragonfly.event_stream import DragonflyEventStream
 from agent_executor.adapters.dragonfly.probe import DragonflyReadinessProbe
@@ -224,6 +226,46 @@ async def test_a_follower_arriving_as_the_last_one_leaves_is_still_subscribed(
                 await asyncio.sleep(0.01)
     finally:
         await admin.aclose()
+
+
+class ApplyThenTimeOut:
+    """The append script, except that its first call times out after Dragonfly applied
+    it (the answer lost on the way back): the writer cannot tell it was applied."""
+
+    def __init__(self, script: Any, applied: asyncio.Event) -> None:
+        self.script = script
+        self.applied = applied
+        self.calls = 0
+
+    async def __call__(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        result = await self.script(**kwargs)
+        if self.calls == 1:
+            self.applied.set()
+            raise RedisTimeoutError("the answer was lost")
+        return result
+
+
+async def test_a_batch_applied_before_a_timeout_is_not_appended_twice_when_retried(
+        stream: DragonflyEventStream, dragonfly_port: int, metrics: PrometheusMetrics) -> None:
+    applied = asyncio.Event()
+    writer = await stream.writer("job-retry", "trace")
+    flaky = ApplyThenTimeOut(writer._append, applied)  # noqa: SLF001
+    writer._append = flaky  # type: ignore[assignment]  # noqa: SLF001
+    for i in range(3):
+        await writer.emit(LLM_STREAM, _token(i))
+    await asyncio.wait_for(applied.wait(), 5)
+    for i in range(3, 6):  # more events while the first batch waits to be retried
+        await writer.emit(LLM_STREAM, _token(i))
+    await writer.emit(END, {"status": "completed"})
+    await writer.aclose()
+    async with asyncio.timeout(10):
+        while not await stream.has_end("job-retry"):
+            await asyncio.sleep(0.02)
+    events = await _collect(stream.follow("job-retry", live=False))
+    assert [e.seq for e in events] == list(range(1, 8))
+    assert [e.data.get("content") for e in events[:6]] == [f"t{i} " for i in range(6)]
+    assert flaky.calls >= 2 and writer.lost == 0
 
 
 class TestDragonflyEventStream(EventStreamContract):
