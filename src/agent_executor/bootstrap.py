@@ -29,7 +29,6 @@ from agent_executor.adapters import process
 from agent_executor.adapters.cloudevents_codec import EventNames
 from agent_executor.adapters.embedded.cancel_broadcast import InProcessCancelBroadcast
 from agent_executor.adapters.embedded.event_stream import (
-    InProcessEventStream,
     InProcessReadinessProbe,
 )
 from agent_executor.adapters.embedded.log_publisher import LoggingResultPublisher
@@ -93,7 +92,12 @@ async def _event_stream(settings: cfg.Settings,
         finally:
             await stream.aclose()
         return
-    yield InProcessEventStream(metrics)
+    from agent_executor.adapters.embedded.sqlite_event_stream import SqliteEventStream
+    embedded = await SqliteEventStream.in_data_dir(settings.data_dir, metrics)
+    try:
+        yield embedded
+    finally:
+        await embedded.aclose()
 
 
 async def _broadcast(settings: cfg.Settings) -> AsyncIterator[CancelBroadcast]:

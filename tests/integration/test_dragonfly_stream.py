@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import shutil
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agent_executor.adapters.config import DragonflySettings
 from agent_executor.adapters.dragonfly.event_stream import DragonflyEventStream
 from agent_executor.adapters.dragonfly.probe import DragonflyReadinessProbe
-from agent_executor.adapters.embedded.sqlite_ledger import SqliteJobLedger
 from agent_executor.adapters.metrics import PrometheusMetrics
 from agent_executor.domain.events import END, LLM_STREAM, StreamEvent
-from agent_executor.domain.execute import ExecuteJob
-from agent_executor.domain.job import Job
-from agent_executor.domain.result import AgentOutput, JobResult
-from agent_executor.ports.runtime import EventSink
+from tests.event_stream_contract import EventStreamContract
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +35,15 @@ def metrics() -> PrometheusMetrics:
 @pytest.fixture
 async def stream(dragonfly_port: int, key_prefix: str,
                  metrics: PrometheusMetrics) -> AsyncIterator[DragonflyEventStream]:
+    async for events in _stream_on(dragonfly_port, key_prefix, metrics):
+        yield events
+
+
+async def _stream_on(dragonfly_port: int, key_prefix: str,
+                     metrics: PrometheusMetrics) -> AsyncIterator[DragonflyEventStream]:
     client = Redis(host="127.0.0.1", port=dragonfly_port)
     events = DragonflyEventStream(client, metrics, prefix=f"{key_prefix}langgraph:stream:",
-                                  replay_ttl_seconds=600, poll_seconds=0.2)
+                                  replay_ttl_seconds=600)
     try:
         yield events
     finally:
@@ -99,23 +97,6 @@ async def test_events_are_published_in_order_with_gapless_seq_and_contract_shape
     assert _metric(metrics, "stream_events_published_total", event_type=END) == 1
 
 
-async def test_seq_continues_across_writers_of_one_job(stream: DragonflyEventStream) -> None:
-    job_id = f"job-{uuid.uuid4().hex[:8]}"
-    first = await stream.writer(job_id, "trace")
-    for i in range(3):
-        await first.emit(LLM_STREAM, _token(i))
-    await first.aclose()  # the attempt was interrupted; a resume writes on
-    second = await stream.writer(job_id, "trace")
-    await second.emit(LLM_STREAM, _token(3))
-    await second.emit(END, {"status": "completed"})
-    await second.aclose()
-
-    events = await _collect(stream.follow(job_id, live=False))
-    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
-    assert [e.data.get("content") for e in events[:4]] == ["t0 ", "t1 ", "t2 ", "t3 "]
-    assert [e.seq for e in await _collect(stream.follow(job_id, 3, live=False))] == [4, 5]
-
-
 async def test_a_job_s_stream_gets_one_end_however_many_writers_send_one(
         stream: DragonflyEventStream, metrics: PrometheusMetrics) -> None:
     """Two deliveries of a finished job whose stream lacks `end` may both repair it at
@@ -140,41 +121,6 @@ async def test_a_job_s_stream_gets_one_end_however_many_writers_send_one(
     assert sorted(w.published for w in [*repairs, late]) == [0, 0, 1]
     assert sum(w.lost for w in [first, *repairs, late]) == 0
     assert _metric(metrics, "stream_events_published_total", event_type=END) == 1
-
-
-async def test_followers_joining_mid_stream_see_every_event_once_and_end(
-        stream: DragonflyEventStream) -> None:
-    job_id = f"job-{uuid.uuid4().hex[:8]}"
-    writer = await stream.writer(job_id, "trace")
-    followers: list[asyncio.Task[list[StreamEvent]]] = []
-    total = 300
-    for i in range(total):
-        await writer.emit(LLM_STREAM, _token(i))
-        if i % 37 == 0:  # join while batches are in flight
-            followers.append(asyncio.create_task(_collect(stream.follow(job_id))))
-        if i % 5 == 0:
-            await asyncio.sleep(0.001)
-    await writer.emit(END, {"status": "completed"})
-    await writer.aclose()
-    late = await _collect(stream.follow(job_id))  # job over: replay only, ends at `end`
-
-    for seen in [*(await asyncio.gather(*followers)), late]:
-        assert [e.seq for e in seen] == list(range(1, total + 2))
-        assert seen[-1].event_type == END
-
-
-async def test_live_follow_resumes_after_a_seq_and_waits_for_end(
-        stream: DragonflyEventStream) -> None:
-    job_id = f"job-{uuid.uuid4().hex[:8]}"
-    writer = await stream.writer(job_id, "trace")
-    await writer.emit(LLM_STREAM, _token(0))
-    await writer.emit(LLM_STREAM, _token(1))
-    follower = asyncio.create_task(_collect(stream.follow(job_id, after_seq=1)))
-    await asyncio.sleep(0.3)
-    assert not follower.done()  # no `end` yet: still live
-    await writer.emit(END, {"status": "failed", "error": {"type": "ModelError"}})
-    await writer.aclose()
-    assert [e.seq for e in await follower] == [2, 3]
 
 
 async def test_emitting_ten_thousand_tokens_does_not_wait_for_the_network(
@@ -205,153 +151,126 @@ async def test_probe_pings(stream: DragonflyEventStream) -> None:
     assert (result.ok, result.embedded) == (True, False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+async def _served(events: AsyncIterator[StreamEvent]) -> list[int]:
+    return [event.seq async for event in events]
 
 
-class ThrowawayRedis:
-    """A redis-server of this test's own, on a free port, that the test can stop and start."""
+async def test_a_thousand_followers_share_one_connection_and_all_get_every_event(
+        dragonfly_port: int, key_prefix: str, metrics: PrometheusMetrics) -> None:
+    """Before: one Pub/Sub connection per follower out of a pool of 100; of 300 (or
+    1,000) followers 50 got the job's events, the rest an empty stream at once."""
+    name = f"test-{key_prefix[:-1]}"
+    client = Redis(host="127.0.0.1", port=dragonfly_port, client_name=name)
+    stream = DragonflyEventStream(client, metrics, prefix=f"{key_prefix}langgraph:stream:",
+                                  replay_ttl_seconds=600)
+    admin = Redis(host="127.0.0.1", port=dragonfly_port)
+    peak = 0
 
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = _free_port()
-        self.proc: asyncio.subprocess.Process | None = None
+    async def sample_connections() -> None:
+        nonlocal peak
+        while True:
+            clients = await admin.client_list()
+            peak = max(peak, sum(1 for c in clients if c.get("name") == name))
+            await asyncio.sleep(0.05)
 
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL)
-        client = Redis(host="127.0.0.1", port=self.port)
-        try:
-            async with asyncio.timeout(10):
-                while True:
-                    try:
-                        await client.ping()
-                        return
-                    except (RedisError, OSError):
-                        await asyncio.sleep(0.05)
-        finally:
-            await client.aclose()
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-
-
-@pytest.fixture
-async def throwaway_redis() -> AsyncIterator[ThrowawayRedis]:
-    binary = shutil.which("redis-server")
-    assert binary is not None, "redis-server is not installed"
-    server = ThrowawayRedis(binary)
-    await server.start()
+    sampler = asyncio.create_task(sample_connections())
     try:
-        yield server
-    finally:
-        await server.kill()
-
-
-async def test_dragonfly_down_drops_and_counts_events_logs_once_and_recovers(
-        throwaway_redis: ThrowawayRedis, metrics: PrometheusMetrics,
-        caplog: pytest.LogCaptureFixture) -> None:
-    server = throwaway_redis
-    events = DragonflyEventStream.from_settings(_settings(server.port), metrics)
-    probe = DragonflyReadinessProbe(events)
-    try:
-        writer = await events.writer("job-down", "trace")
-        await writer.emit(LLM_STREAM, _token(0))
-        async with asyncio.timeout(5):
-            while writer.published < 1:
-                await asyncio.sleep(0.01)
-        assert (await probe.check()).ok
-
-        await server.kill()
-        caplog.set_level(logging.WARNING, logger="agent_executor.adapters.dragonfly.writer")
-        for i in range(1, 200):
+        started = time.perf_counter()
+        writer = await stream.writer("job-many", "trace")
+        for i in range(50):  # the first half is in the replay buffer before they join
             await writer.emit(LLM_STREAM, _token(i))
-            if i % 50 == 0:
-                await asyncio.sleep(0.01)
-        async with asyncio.timeout(10):
-            while writer.lost < 199:
-                await asyncio.sleep(0.01)
-        assert _metric(metrics, "stream_publish_errors_total") == 199
-        down = await probe.check()
-        assert not down.ok and down.detail
-        assert await _collect(events.follow("job-down")) == []  # ends, does not hang
-
-        await server.start()  # an empty server: the counter is gone, seq must not go back
-        await writer.emit(LLM_STREAM, _token(200))
+        followers = await asyncio.gather(*(stream.subscribe("job-many") for _ in range(1000)))
+        joined = time.perf_counter() - started
+        served = [asyncio.create_task(_served(f)) for f in followers]
+        for i in range(50, 200):
+            await writer.emit(LLM_STREAM, _token(i))
         await writer.emit(END, {"status": "completed"})
-        await writer.aclose()  # never raises
-
-        assert (writer.published, writer.lost) == (3, 199)
-        warnings = [r for r in caplog.records if r.name.endswith("dragonfly.writer")]
-        assert len(warnings) == 1 and "Dragonfly unavailable" in warnings[0].getMessage()
-        assert getattr(warnings[0], "job_id", None) == "job-down"
-        assert [e.seq for e in await _collect(events.follow("job-down"))] == [2, 3]
-        assert (await probe.check()).ok
+        await writer.aclose()
+        results = await asyncio.wait_for(asyncio.gather(*served), 60)
+        elapsed = time.perf_counter() - started
+        await asyncio.sleep(0.1)  # one more connection sample after the end
     finally:
-        await events.aclose()
+        sampler.cancel()
+        await admin.aclose()
+        await stream.aclose()
+    print(f"\n1000 followers: joined in {joined:.2f}s, all ended in {elapsed:.2f}s; "
+          f"peak {peak} Redis connections")
+    assert all(seqs == list(range(1, 202)) for seqs in results)
+    assert peak <= 20, f"{peak} connections for 1000 followers"
 
 
-class PausingRuntime:
-    """Streams three tokens, waits for `gate`, streams three more, then answers."""
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.paused = asyncio.Event()
-
-    async def run(self, job: Job, emit: EventSink) -> AgentOutput:
-        for i in range(3):
-            await emit(LLM_STREAM, _token(i))
-        self.paused.set()
-        await self.gate.wait()
-        for i in range(3, 6):
-            await emit(LLM_STREAM, _token(i))
-        return AgentOutput("done")
-
-
-class ListPublisher:
-    def __init__(self) -> None:
-        self.published: list[JobResult] = []
-
-    async def publish(self, result: JobResult) -> None:
-        self.published.append(result)
-
-
-async def test_a_job_completes_when_dragonfly_dies_mid_job(
-        throwaway_redis: ThrowawayRedis, metrics: PrometheusMetrics, tmp_path: Path) -> None:
-    server = throwaway_redis
-    events = DragonflyEventStream.from_settings(_settings(server.port), metrics)
-    ledger = await SqliteJobLedger.create(tmp_path / "ledger.sqlite3")
-    runtime, publisher = PausingRuntime(), ListPublisher()
-    execute = ExecuteJob(ledger, runtime, events, publisher, metrics, owner="test",
-                         max_concurrent=1, job_timeout_seconds=30)
-    job = Job("job-mid", "trace", {"name": "a"}, {"messages": [{"role": "user", "content": "x"}]})
-    probe = Redis(host="127.0.0.1", port=server.port)
+async def test_a_follower_arriving_as_the_last_one_leaves_is_still_subscribed(
+        stream: DragonflyEventStream, dragonfly_port: int) -> None:
+    """The last follower of a channel to leave sends UNSUBSCRIBE; one arriving at that
+    moment sends SUBSCRIBE. Whichever order they reach the server in, the newcomer
+    must end up subscribed (and nothing stays subscribed once all have left)."""
+    admin = Redis(host="127.0.0.1", port=dragonfly_port)
     try:
-        running = asyncio.create_task(execute.execute(job, "http"))
-        await asyncio.wait_for(runtime.paused.wait(), 10)
-        async with asyncio.timeout(10):
-            while await probe.llen(events.keys("job-mid").replay) < 3:  # type: ignore[misc]
+        for round_ in range(20):
+            job_id = f"job-churn-{round_}"
+            leaving = await stream.subscribe(job_id)
+            await leaving.aclose()  # type: ignore[attr-defined]
+            staying = asyncio.create_task(_collect(await stream.subscribe(job_id)))
+            writer = await stream.writer(job_id, "trace")
+            await writer.emit(LLM_STREAM, _token(0))
+            await writer.aclose()
+            channel = stream.keys(job_id).channel
+            await asyncio.sleep(0.02)  # let a wrong UNSUBSCRIBE reach the server first
+            writer = await stream.writer(job_id, "trace")
+            await writer.emit(END, {"status": "completed"})
+            await writer.aclose()
+            assert [e.seq for e in await staying] == [1, 2], round_
+        assert not stream.fanout.channels
+        async with asyncio.timeout(5):
+            while (await admin.pubsub_numsub(channel))[0][1]:  # type: ignore[no-untyped-call]
                 await asyncio.sleep(0.01)
-        await server.kill()
-        runtime.gate.set()
-        result = await asyncio.wait_for(running, 20)
-
-        assert result.status == "completed"
-        assert publisher.published == [result]
-        assert _metric(metrics, "stream_publish_errors_total") == 4  # three tokens and `end`
-        assert _metric(metrics, "jobs_total", status="completed", source="http") == 1
     finally:
-        await probe.aclose()
-        await events.aclose()
-        await ledger.aclose()
+        await admin.aclose()
 
 
-def _settings(port: int) -> DragonflySettings:
-    return DragonflySettings(host="127.0.0.1", port=port, password=None, db=0)
+class ApplyThenTimeOut:
+    """The append script, except that its first call times out after Dragonfly applied
+    it (the answer lost on the way back): the writer cannot tell it was applied."""
+
+    def __init__(self, script: Any, applied: asyncio.Event) -> None:
+        self.script = script
+        self.applied = applied
+        self.calls = 0
+
+    async def __call__(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        result = await self.script(**kwargs)
+        if self.calls == 1:
+            self.applied.set()
+            raise RedisTimeoutError("the answer was lost")
+        return result
+
+
+async def test_a_batch_applied_before_a_timeout_is_not_appended_twice_when_retried(
+        stream: DragonflyEventStream, dragonfly_port: int, metrics: PrometheusMetrics) -> None:
+    applied = asyncio.Event()
+    writer = await stream.writer("job-retry", "trace")
+    flaky = ApplyThenTimeOut(writer._append, applied)  # noqa: SLF001
+    writer._append = flaky  # type: ignore[assignment]  # noqa: SLF001
+    for i in range(3):
+        await writer.emit(LLM_STREAM, _token(i))
+    await asyncio.wait_for(applied.wait(), 5)
+    for i in range(3, 6):  # more events while the first batch waits to be retried
+        await writer.emit(LLM_STREAM, _token(i))
+    await writer.emit(END, {"status": "completed"})
+    await writer.aclose()
+    async with asyncio.timeout(10):
+        while not await stream.has_end("job-retry"):
+            await asyncio.sleep(0.02)
+    events = await _collect(stream.follow("job-retry", live=False))
+    assert [e.seq for e in events] == list(range(1, 8))
+    assert [e.data.get("content") for e in events[:6]] == [f"t{i} " for i in range(6)]
+    assert flaky.calls >= 2 and writer.lost == 0
+
+
+class TestDragonflyEventStream(EventStreamContract):
+    @pytest.fixture
+    async def stream(self, dragonfly_port: int, key_prefix: str,
+                     metrics: PrometheusMetrics) -> AsyncIterator[DragonflyEventStream]:
+        async for events in _stream_on(dragonfly_port, key_prefix, metrics):
+            yield events

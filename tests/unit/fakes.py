@@ -201,8 +201,11 @@ class FakeEventWriter:
 
     async def emit(self, event_type: str, data: Mapping[str, Any]) -> None:
         events = self.stream.events.setdefault(self.job_id, [])
-        if self.stream.down or (events and events[-1].event_type == END):
-            return  # lost (counted by a real writer), or after the one `end`
+        if self.stream.down:
+            return  # lost, as in an outage (a real writer counts it)
+        if any(e.event_type == END for e in events):
+            self.stream.refused.append((self.job_id, event_type))  # one `end`, last
+            return
         events.append(StreamEvent(event_type, self.job_id, self.trace_id, len(events) + 1,
                                   utc_timestamp(), dict(data)))
         async with self.stream.changed:
@@ -213,29 +216,40 @@ class FakeEventWriter:
 
 
 class FakeEventStream:
+    """In memory, with the real streams' rules (contract suite: tests/event_stream_contract.py);
+    `down` makes `subscribe` and `has_end` raise as an unreachable backend would."""
+
     def __init__(self) -> None:
         self.events: dict[str, list[StreamEvent]] = {}
+        self.refused: list[tuple[str, str]] = []  # (job_id, event_type) after `end`
         self.changed = asyncio.Condition()
         self.down = False  # writes are lost and has_end cannot tell, as in an outage
+
+    async def subscribe(self, job_id: str, after_seq: int = 0, *,
+                        live: bool = True) -> AsyncIterator[StreamEvent]:
+        if self.down:
+            raise DependencyUnavailable("fake event stream is down")
+        return self.follow(job_id, after_seq, live=live)
+
+    async def has_end(self, job_id: str) -> bool:
+        if self.down:
+            raise DependencyUnavailable("fake event stream is down")
+        return any(e.event_type == END for e in self.events.get(job_id, []))
 
     async def writer(self, job_id: str, trace_id: str) -> FakeEventWriter:
         return FakeEventWriter(self, job_id, trace_id)
 
-    async def has_end(self, job_id: str) -> bool:
-        if self.down:
-            raise DependencyUnavailable("fake stream is down")
-        return any(e.event_type == END for e in self.events.get(job_id, []))
 
     async def follow(self, job_id: str, after_seq: int = 0, *,
                      live: bool = True) -> AsyncIterator[StreamEvent]:
         seen = after_seq
         while True:
-            for event in self.events.get(job_id, [])[seen:]:
+            for event in self.events.get(job_id, [])[seen:]:  # seq n is at index n - 1
                 seen = event.seq
                 yield event
                 if event.event_type == END:
                     return
-            if not live:
+            if not live or any(e.event_type == END for e in self.events.get(job_id, [])):
                 return
             async with self.changed:
                 await self.changed.wait_for(self._has_more(job_id, seen))

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import pytest
+
 from agent_executor.adapters.embedded.event_stream import (
     InProcessEventStream,
     InProcessReadinessProbe,
@@ -13,6 +15,13 @@ from agent_executor.adapters.embedded.event_stream import (
 from agent_executor.adapters.metrics import PrometheusMetrics
 from agent_executor.domain.events import END, LLM_STREAM, STATE_UPDATE, StreamEvent
 from agent_executor.domain.health import ProbeResult
+from tests.event_stream_contract import EventStreamContract
+
+
+class TestInProcessEventStream(EventStreamContract):
+    @pytest.fixture
+    async def stream(self) -> InProcessEventStream:
+        return InProcessEventStream(PrometheusMetrics())
 
 
 async def _collect(events: AsyncIterator[StreamEvent]) -> list[StreamEvent]:

@@ -1,9 +1,11 @@
-"""`InProcessEventStream`: the `local` profile's event bus when Dragonfly is not configured.
+"""`InProcessEventStream`: the event stream in memory, for tests and embedding.
 
 Same semantics as `DragonflyEventStream`, in memory: `seq` gapless per job
 across resumes (in this process), a replay buffer per job that keeps the last
 `max_events_per_job` events and is forgotten `replay_ttl_seconds` after the
-job's last event, live followers woken on every event.
+job's last event, live followers woken on every event. The `local` profile
+uses `SqliteEventStream` (events on disk) instead; this one is for tests and
+in-process harnesses that need no file.
 """
 
 from __future__ import annotations
@@ -82,10 +84,6 @@ class InProcessEventStream:
         return InProcessEventWriter(self._job(job_id), job_id, trace_id, self._metrics,
                                     self._clock)
 
-    async def has_end(self, job_id: str) -> bool:
-        log = self._jobs.get(job_id)
-        return log is not None and log.ended
-
     async def follow(self, job_id: str, after_seq: int = 0, *,
                      live: bool = True) -> AsyncIterator[StreamEvent]:
         log = self._job(job_id)
@@ -97,10 +95,18 @@ class InProcessEventStream:
                 yield event
                 if event.event_type == END:
                     return
-            if not live:
+            if not live or (log.ended and log.last_seq <= last):
                 return
             if log.last_seq <= last:
                 await changed.wait()
+
+    async def subscribe(self, job_id: str, after_seq: int = 0, *,
+                        live: bool = True) -> AsyncIterator[StreamEvent]:
+        """Nothing here can become unavailable: `follow` itself."""
+        return self.follow(job_id, after_seq, live=live)
+
+    async def has_end(self, job_id: str) -> bool:
+        return self._job(job_id).ended
 
     def _job(self, job_id: str) -> _JobLog:
         now = self._clock()

@@ -92,8 +92,10 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
         if record is None:
             raise JobNotFound(f"no job with id {job_id!r}")
         after = _last_event_id(request)
+        # A live follower is subscribed before the answer starts, so a stream that
+        # cannot be read is a 503, never an empty 200.
         stream = (replay_finished(events, record.result, after) if record.result is not None
-                  else events.follow(job_id, after, live=True))
+                  else await events.subscribe(job_id, after, live=True))
         return StreamingResponse(sse_stream(stream), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
