@@ -1,4 +1,10 @@
-"""The job: what a producer asks the service to run (CONTRACT section 2)."""
+"""The job: what a producer asks the service to run (CONTRACT section 2).
+
+`parse_job` is the domain boundary: whatever transport a job came by, what it
+lets through is safe to record (no NUL, no lone surrogate, bounded nesting) and
+safe to hand the runtime (ids that cannot collide after header normalisation,
+messages LangChain accepts: see `domain.messages`).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_executor.domain.errors import InvalidJob
+from agent_executor.domain.messages import MESSAGE_ROLES, message_problems
+
+__all__ = ["MAX_ID_LENGTH", "MAX_JSON_DEPTH", "MESSAGE_ROLES", "Job", "id_problem",
+           "json_problems", "kind", "parse_job",
+           "printable"]
 
 MAX_ID_LENGTH = 200
-MESSAGE_ROLES = frozenset({"user", "human", "assistant", "ai", "system", "tool"})
+MAX_JSON_DEPTH = 64  # levels of arrays and objects, the document itself being level 1
+MAX_REPORTED = 20  # problems named in one error; the rest are counted
+_CONTROL = frozenset(chr(c) for c in [*range(0x20), 0x7F])
 
 
 @dataclass(frozen=True)
@@ -38,59 +51,124 @@ def parse_job(data: object) -> Job:
     """
     if not isinstance(data, Mapping):
         raise InvalidJob("event data must be a JSON object (a JobExecutionEvent)",
-                         [f"data: expected an object, got {_kind(data)}"])
-    details: list[str] = []
+                         [f"data: expected an object, got {kind(data)}"])
+    details = json_problems(data, "data")
+    if details:  # too deep, or strings no store can hold: look no further
+        _refuse(details)
     for name in ("job_id", "trace_id"):
-        value = data.get(name)
-        if value is None:
-            details.append(f"data.{name}: required")
-        elif not isinstance(value, str):
-            details.append(f"data.{name}: expected a string, got {_kind(value)}")
-        elif not value.strip():
-            details.append(f"data.{name}: must not be empty")
-        elif len(value) > MAX_ID_LENGTH:
-            details.append(f"data.{name}: longer than {MAX_ID_LENGTH} characters")
+        problem = id_problem(data.get(name))
+        if problem:
+            details.append(f"data.{name}: {problem}")
     definition = data.get("agent_definition")
     if definition is None:
         details.append("data.agent_definition: required")
     elif not isinstance(definition, Mapping):
-        details.append(f"data.agent_definition: expected an object, got {_kind(definition)}")
+        details.append(f"data.agent_definition: expected an object, got {kind(definition)}")
     payload = data.get("input_payload")
     if payload is None:
         details.append("data.input_payload: required")
     elif not isinstance(payload, Mapping):
-        details.append(f"data.input_payload: expected an object, got {_kind(payload)}")
+        details.append(f"data.input_payload: expected an object, got {kind(payload)}")
     else:
-        details.extend(_message_problems(payload.get("messages")))
+        details.extend(message_problems(payload.get("messages"), "data.input_payload.messages"))
     if details:
-        raise InvalidJob("invalid JobExecutionEvent: " + "; ".join(details), details)
+        _refuse(details)
     assert isinstance(definition, Mapping) and isinstance(payload, Mapping)
     return Job(job_id=str(data["job_id"]), trace_id=str(data["trace_id"]),
                agent_definition=definition, input_payload=payload)
 
 
-def _message_problems(messages: object) -> list[str]:
-    where = "data.input_payload.messages"
-    if messages is None:
-        return [f"{where}: required (a list of {{role, content}} objects)"]
-    if not isinstance(messages, list):
-        return [f"{where}: expected a list, got {_kind(messages)}"]
-    if not messages:
-        return [f"{where}: must hold at least one message"]
+def id_problem(value: object) -> str | None:
+    """Why `value` is not a job_id / trace_id (CONTRACT section 2), or None.
+
+    No control character and no outer whitespace: ids that differ only there
+    would collide once a NATS header (`Nats-Msg-Id`) is normalised."""
+    if value is None:
+        return "required"
+    if not isinstance(value, str):
+        return f"expected a string, got {kind(value)}"
+    if not value:
+        return "must not be empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"longer than {MAX_ID_LENGTH} characters"
+    bad = next((c for c in value if c in _CONTROL), None)
+    if bad is not None:
+        return f"holds a control character (U+{ord(bad):04X})"
+    if value != value.strip():
+        return "has leading or trailing whitespace"
+    return _string_problem(value)
+
+
+def json_problems(value: object, where: str, max_depth: int = MAX_JSON_DEPTH) -> list[str]:
+    """What makes a decoded JSON document unreadable, walked without recursion: nesting
+    deeper than `max_depth`, or a string (value or key) holding U+0000 or a lone
+    surrogate (which PostgreSQL and UTF-8 cannot hold). At most `MAX_REPORTED`."""
     problems: list[str] = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, Mapping):
-            problems.append(f"{where}[{i}]: expected an object, got {_kind(message)}")
+    # A path is rendered only for a problem: (segment, parent) links cost nothing.
+    stack: list[tuple[object, int, _Trail]] = [(value, 1, (where, None))]
+    while stack and len(problems) < MAX_REPORTED:
+        item, depth, trail = stack.pop()
+        if isinstance(item, str):
+            problem = _string_problem(item)
+            if problem:
+                problems.append(f"{_path(trail)}: {problem}")
             continue
-        role = message.get("role")
-        if not isinstance(role, str) or role not in MESSAGE_ROLES:  # a list is unhashable
-            problems.append(f"{where}[{i}].role: must be one of {', '.join(sorted(MESSAGE_ROLES))}")
-        if not isinstance(message.get("content"), str | list):
-            problems.append(f"{where}[{i}].content: expected a string")
+        if not isinstance(item, Mapping | list):
+            continue
+        if depth > max_depth:
+            problems.append(f"{_path(trail)}: nested deeper than {max_depth} levels")
+            continue
+        if isinstance(item, list):
+            stack.extend((child, depth + 1, (i, trail)) for i, child in enumerate(item))
+            continue
+        for key, child in item.items():
+            key_problem = _string_problem(key) if isinstance(key, str) else None
+            if key_problem:
+                problems.append(f"{_path(trail)}: a key {key_problem}")
+            stack.append((child, depth + 1, (str(key), trail)))
     return problems
 
 
-def _kind(value: object) -> str:
+_Trail = tuple[str | int, "_Trail"] | None
+
+
+def _path(trail: _Trail) -> str:
+    parts: list[str] = []
+    while trail is not None:
+        segment, trail = trail
+        if isinstance(segment, int):
+            parts.append(f"[{segment}]")
+        else:
+            parts.append(printable(segment))
+            if trail is not None:
+                parts.append(".")
+    return "".join(reversed(parts))
+
+
+def printable(text: str, limit: int = 40) -> str:
+    """`text` safe to put in an error (escaped control characters and surrogates), short."""
+    shown = text if len(text) <= limit else text[:limit - 3] + "..."
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in shown)
+
+
+def _string_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "holds U+0000 (NUL)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"holds a lone surrogate (U+{ord(text[exc.start]):04X})"
+    return None
+
+
+def _refuse(details: list[str]) -> None:
+    shown = details[:MAX_REPORTED]
+    if len(details) > MAX_REPORTED:
+        shown.append(f"... and {len(details) - MAX_REPORTED} more problem(s)")
+    raise InvalidJob("invalid JobExecutionEvent: " + "; ".join(shown), shown)
+
+
+def kind(value: object) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
              int: "a number", float: "a number", type(None): "null"}
     for cls, name in names.items():
