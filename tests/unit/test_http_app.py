@@ -276,7 +276,7 @@ async def test_random_methods_and_paths_leave_the_http_series_bounded(api: Api) 
     for i in range(300):
         method = "".join(rng.choice(letters) for _ in range(rng.randint(3, 12)))
         await api.client.request(method, f"/health?i={i}")
-    for i in range(600):
+    for _ in range(600):
         path = "/" + "/".join(f"{rng.getrandbits(32):x}" for _ in range(rng.randint(1, 4)))
         await api.client.request(rng.choice(["GET", "POST", "DELETE"]), path)
     await api.client.get("/jobs/some-job")

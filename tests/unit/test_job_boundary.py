@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from langchain_core.messages import ToolMessage, convert_to_messages
 from nats.aio.client import Client
 
-from agent_executor.adapters.nats.codec import MSG_ID_HEADER, result_message
 from agent_executor.adapters.cloudevents_codec import EventNames
+from agent_executor.adapters.nats.codec import MSG_ID_HEADER, result_message
 from agent_executor.domain.errors import InvalidJob
 from agent_executor.domain.job import MAX_JSON_DEPTH, json_problems, parse_job
 from agent_executor.domain.result import AgentOutput, JobResult

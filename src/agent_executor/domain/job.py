@@ -138,10 +138,10 @@ def _path(trail: _Trail) -> str:
         segment, trail = trail
         if isinstance(segment, int):
             parts.append(f"[{segment}]")
+        elif trail is None:  # the root: the caller's own path
+            parts.append(segment)
         else:
-            parts.append(printable(segment))
-            if trail is not None:
-                parts.append(".")
+            parts.append("." + printable(segment))
     return "".join(reversed(parts))
 
 
