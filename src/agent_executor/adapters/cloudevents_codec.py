@@ -24,7 +24,15 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from agent_executor.domain.errors import InvalidJob
-from agent_executor.domain.job import MAX_JSON_DEPTH, Job, json_problems, parse_job, printable
+from agent_executor.domain.job import (
+    MAX_JSON_DEPTH,
+    Job,
+    json_problems,
+    json_text_is_clean,
+    nesting_within,
+    parse_job,
+    printable,
+)
 from agent_executor.domain.result import JobResult
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
@@ -72,7 +80,7 @@ def read_job(headers: Mapping[str, str], body: bytes, names: EventNames) -> Job:
     if data is None:
         raise InvalidJob("the event has no data (a JobExecutionEvent object is required)",
                          ["data: required"])
-    return parse_job(data)
+    return parse_job(data, text_checked=True)  # every JSON text read here was checked
 
 
 def read_event(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
@@ -106,7 +114,7 @@ def read_event(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
 
 def _structured(lowered: dict[str, str], body: bytes) -> BaseCloudEvent:
     _require_utf8_charset(lowered.get("content-type", ""), "content-type")
-    envelope = load_json(body, "body")
+    envelope = load_json(body, "body", nesting=False)  # parse_job walks `data`
     if not isinstance(envelope, dict):
         raise InvalidJob("a structured CloudEvent must be a JSON object",
                          ["body: expected a JSON object"])
@@ -115,9 +123,18 @@ def _structured(lowered: dict[str, str], body: bytes) -> BaseCloudEvent:
         got = envelope.get("specversion")
         raise InvalidJob("unsupported CloudEvents specversion",
                          [f"specversion: expected '1.0', got {printable(repr(got), 40)}"])
-    _require_attribute_text({k: v for k, v in envelope.items()
-                             if k not in ("data", "data_base64") and isinstance(v, str)})
-    return from_structured(HTTPMessage(lowered, body), _FORMAT, CloudEvent)
+    attributes = {k: v for k, v in envelope.items() if k != "data"}
+    if not nesting_within(attributes):
+        raise InvalidJob("body is nested too deep", [
+            f"body: nested deeper than {MAX_JSON_DEPTH} levels"])
+    _require_attribute_text({k: v for k, v in attributes.items()
+                             if k != "data_base64" and isinstance(v, str)})
+    # The SDK reads the attributes (without `data`: parsed once is enough).
+    event = from_structured(HTTPMessage(lowered, json.dumps(attributes).encode()), _FORMAT,
+                            CloudEvent)
+    if "data" not in envelope:
+        return event
+    return CloudEvent(dict(event.get_attributes()), envelope["data"])
 
 
 def _binary(lowered: dict[str, str], body: bytes) -> BaseCloudEvent:
@@ -136,18 +153,22 @@ def _binary(lowered: dict[str, str], body: bytes) -> BaseCloudEvent:
     content_type = lowered.get("content-type")
     if content_type is not None:
         _require_utf8_charset(content_type, "content-type")
-    if body and (content_type is None or _JSON_TYPE.match(content_type)):
-        load_json(body, "data")  # refuse what the SDK would let through
     canonical = {name: encode_header_value(value) for name, value in decoded.items()}
     if content_type is not None:
         canonical["content-type"] = content_type
-    return from_binary(HTTPMessage(canonical, body), _FORMAT, CloudEvent)
+    if not body or (content_type is not None and not _JSON_TYPE.match(content_type)):
+        return from_binary(HTTPMessage(canonical, body), _FORMAT, CloudEvent)
+    data = load_json(body, "data", nesting=False)  # parsed once; parse_job walks it
+    event = from_binary(HTTPMessage(canonical, b""), _FORMAT, CloudEvent)
+    return CloudEvent(dict(event.get_attributes()), data)
 
 
-def load_json(raw: bytes, where: str) -> Any:
+def load_json(raw: bytes, where: str, *, nesting: bool = True) -> Any:
     """JSON that is UTF-8 (strictly: no other encoding, no BOM), nested at most
     `MAX_JSON_DEPTH` deep, with no NUL or lone surrogate in any string; else
-    `InvalidJob` naming `where`. Never raises anything else (no RecursionError)."""
+    `InvalidJob` naming `where`. Never raises anything else (no RecursionError).
+    `nesting=False` leaves the nesting (below what `json` itself refuses) to a
+    later `parse_job`, which walks the job anyway."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -161,10 +182,10 @@ def load_json(raw: bytes, where: str) -> Any:
     except ValueError as exc:
         raise InvalidJob(f"{where} is not valid JSON: {exc}",
                          [f"{where}: not valid JSON"]) from exc
-    problems = json_problems(value, where)
-    if problems:
-        raise InvalidJob(f"{where} cannot be read: " + "; ".join(problems), problems)
-    return value
+    if json_text_is_clean(text) and (not nesting or nesting_within(value)):
+        return value
+    problems = json_problems(value, where) or [f"{where}: cannot be read"]
+    raise InvalidJob(f"{where} cannot be read: " + "; ".join(problems), problems)
 
 
 def encode_header_value(value: str) -> str:

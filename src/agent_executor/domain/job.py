@@ -8,6 +8,8 @@ messages LangChain accepts: see `domain.messages`).
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,13 +18,15 @@ from agent_executor.domain.errors import InvalidJob
 from agent_executor.domain.messages import MESSAGE_ROLES, message_problems
 
 __all__ = ["MAX_ID_LENGTH", "MAX_JSON_DEPTH", "MESSAGE_ROLES", "Job", "id_problem",
-           "json_problems", "kind", "parse_job",
+           "json_problems", "json_text_is_clean", "kind", "nesting_within", "parse_job",
            "printable"]
 
 MAX_ID_LENGTH = 200
 MAX_JSON_DEPTH = 64  # levels of arrays and objects, the document itself being level 1
 MAX_REPORTED = 20  # problems named in one error; the rest are counted
 _CONTROL = frozenset(chr(c) for c in [*range(0x20), 0x7F])
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")
+_CONTAINERS = (dict, list)
 
 
 @dataclass(frozen=True)
@@ -43,16 +47,21 @@ class Job:
                 "input_payload": dict(self.input_payload)}
 
 
-def parse_job(data: object) -> Job:
+def parse_job(data: object, *, text_checked: bool = False) -> Job:
     """Read a JobExecutionEvent; raise `InvalidJob` listing every problem found.
 
     Only what makes the event unreadable is checked here; the agent definition's
     meaning is checked by the runtime, so a bad definition is a job that fails.
+    `text_checked`: `data` was decoded from JSON text that `json_text_is_clean`
+    passed (a codec's), so only its nesting is left to check.
     """
     if not isinstance(data, Mapping):
         raise InvalidJob("event data must be a JSON object (a JobExecutionEvent)",
                          [f"data: expected an object, got {kind(data)}"])
-    details = json_problems(data, "data")
+    if text_checked and nesting_within(data):
+        details: list[str] = []
+    else:
+        details = json_problems(data, "data")
     if details:  # too deep, or strings no store can hold: look no further
         _refuse(details)
     for name in ("job_id", "trace_id"):
@@ -100,9 +109,52 @@ def id_problem(value: object) -> str | None:
 
 
 def json_problems(value: object, where: str, max_depth: int = MAX_JSON_DEPTH) -> list[str]:
-    """What makes a decoded JSON document unreadable, walked without recursion: nesting
-    deeper than `max_depth`, or a string (value or key) holding U+0000 or a lone
-    surrogate (which PostgreSQL and UTF-8 cannot hold). At most `MAX_REPORTED`."""
+    """What makes a decoded JSON document unreadable: nesting deeper than `max_depth`,
+    or a string (value or key) holding U+0000 or a lone surrogate (which PostgreSQL
+    and UTF-8 cannot hold). At most `MAX_REPORTED`, each with its path.
+
+    Decided cheaply (strings on the JSON text, at C speed; nesting level by level over
+    the containers only); only a document with a problem is walked for the paths."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (RecursionError, ValueError, TypeError):  # far too deep, or not plain JSON
+        return _walk(value, where, max_depth)
+    if json_text_is_clean(text) and nesting_within(value, max_depth):
+        return []
+    return _walk(value, where, max_depth)
+
+
+def json_text_is_clean(text: str) -> bool:
+    """True when no string in the JSON `text` (as written or as read: escapes and raw
+    characters alike) holds U+0000 or a lone surrogate. False may be a false alarm
+    (an escaped backslash before `u0000`, a surrogate pair written as escapes)."""
+    if _SUSPECT_ESCAPE.search(text):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a raw lone surrogate
+        return False
+    return True
+
+
+def nesting_within(value: object, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """True when `value` nests at most `max_depth` levels of objects and arrays (the
+    value itself being level 1); without recursion, touching containers only."""
+    level: list[Any] = [value] if type(value) in _CONTAINERS else []
+    depth = 1
+    while level:
+        if depth > max_depth:
+            return False
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            below += [c for c in children if type(c) in _CONTAINERS]
+        level = below
+        depth += 1
+    return True
+
+
+def _walk(value: object, where: str, max_depth: int) -> list[str]:
     problems: list[str] = []
     # A path is rendered only for a problem: (segment, parent) links cost nothing.
     stack: list[tuple[object, int, _Trail]] = [(value, 1, (where, None))]

@@ -12,7 +12,11 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from agent_executor.adapters.langgraph.limits import canonical_json, limit_problems
+from agent_executor.adapters.langgraph.limits import (
+    canonical_json,
+    count_problems,
+    size_problem,
+)
 from agent_executor.adapters.langgraph.spec import (
     AgentDefinition,
     AgentSpec,
@@ -55,10 +59,13 @@ def parse_definition(raw: object, known_tools: Collection[str]) -> AgentDefiniti
     if not isinstance(raw, Mapping):
         raise InvalidAgentDefinition(
             f"invalid agent_definition: agent_definition: expected an object, got {_kind(raw)}")
-    canonical = canonical_json(raw)
-    over = limit_problems(raw, canonical)
-    if over:  # refused before anything costs more than one pass over the sizes
+    over = count_problems(raw)  # before anything costs more than a look at the sizes
+    if over:
         raise InvalidAgentDefinition("invalid agent_definition: " + "; ".join(_shown(over)))
+    canonical = canonical_json(raw)
+    too_big = size_problem(canonical)
+    if too_big:
+        raise InvalidAgentDefinition(f"invalid agent_definition: {too_big}")
     p = _Problems()
     _tool_definitions(raw.get("tool_definitions"), known_tools, p)
     agents = _nodes(raw.get("nodes"), known_tools, p)

@@ -39,13 +39,19 @@ def canonical_json(raw: Mapping[str, Any]) -> str:
                       default=str)
 
 
-def limit_problems(raw: Mapping[str, Any], canonical: str) -> list[str]:
-    """Each limit `raw` passes, as `path: ... (LIMIT_NAME)`; empty when within all."""
-    problems: list[str] = []
+def size_problem(canonical: str) -> str | None:
+    """The total: `canonical` (see `canonical_json`) over `MAX_DEFINITION_BYTES`."""
     size = len(canonical.encode("utf-8", "surrogatepass"))
     if size > MAX_DEFINITION_BYTES:
-        return [f"agent_definition: {size} bytes, over the limit of {MAX_DEFINITION_BYTES} "
-                "(MAX_DEFINITION_BYTES)"]
+        return (f"agent_definition: {size} bytes, over the limit of {MAX_DEFINITION_BYTES} "
+                "(MAX_DEFINITION_BYTES)")
+    return None
+
+
+def count_problems(raw: Mapping[str, Any]) -> list[str]:
+    """Each count or size limit `raw` passes (all but the total), as
+    `path: ... (LIMIT_NAME)`; touches only those values, nothing past `MAX_NODES`."""
+    problems: list[str] = []
     _count(raw.get("tool_definitions"), "tool_definitions", MAX_TOOL_DEFINITIONS,
            "MAX_TOOL_DEFINITIONS", problems)
     _count(raw.get("edges"), "edges", MAX_EDGES, "MAX_EDGES", problems)
