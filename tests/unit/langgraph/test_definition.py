@@ -217,3 +217,15 @@ def test_thousands_of_problems_are_reported_as_the_first_twenty() -> None:
     raw = definition(node("orchestrator", tools=[f"nope{i}" for i in range(60)]))
     message = problem(raw)
     assert "... and 40 more" in message and message.count("unknown tool") == 20
+
+
+def test_docs_security_lists_every_limit_with_its_value() -> None:
+    from pathlib import Path
+
+    from agent_executor.adapters.langgraph.limits import LIMITS
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "security.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2].strip()
+            for line in page.splitlines() if line.startswith("| `MAX_")}
+    assert {name: rows.get(name, "").split(" ")[0] for name in LIMITS} == {
+        name: str(value) for name, value in LIMITS.items()}
