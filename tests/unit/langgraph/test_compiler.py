@@ -104,30 +104,35 @@ class RecordingFactory(ChatModelFactory):
         return RecordingModel(agent=agent, replies=spec.replies, model_name=spec.model)
 
 
-def _probe_calls(tag: str) -> list[dict[str, Any]]:
+def _probe_calls(tag: str, sentinels: Path) -> list[dict[str, Any]]:
+    """Reads of real host files, and writes, edits and deletes of files the test owns
+    only (a regression must not damage the machine it runs on)."""
     return [
         {"name": "write_file", "args": {"file_path": f"/tmp/{tag}", "content": "pwned"}},
         {"name": "read_file", "args": {"file_path": "/etc/passwd"}},
         {"name": "ls", "args": {"path": "/etc"}},
         {"name": "glob", "args": {"pattern": "/etc/*"}},
         {"name": "grep", "args": {"pattern": "root", "path": "/etc"}},
-        {"name": "edit_file", "args": {"file_path": "/etc/hostname", "old_string": "a",
-                                       "new_string": "b"}},
-        {"name": "delete", "args": {"file_path": "/etc/hosts"}},
+        {"name": "edit_file", "args": {"file_path": str(sentinels / "edit-me"),
+                                       "old_string": "intact", "new_string": "edited"}},
+        {"name": "delete", "args": {"file_path": str(sentinels / "delete-me")}},
         {"name": "execute", "args": {"command": f"touch /tmp/{tag}-exec"}},
     ]
 
 
-async def test_no_built_in_tool_touches_the_host(tmp_path: Any) -> None:
+async def test_no_built_in_tool_touches_the_host(tmp_path: Path) -> None:
     tag = f"ae-hostile-{uuid.uuid4().hex}"
     specialist_tag = f"{tag}-specialist"
+    for name in ("edit-me", "delete-me"):
+        (tmp_path / name).write_text("intact")
     raw = definition(
         node("orchestrator", model=scripted(
-            {"content": "", "tool_calls": [*_probe_calls(tag), {"name": "task", "args": {
+            {"content": "", "tool_calls": [*_probe_calls(tag, tmp_path), {"name": "task", "args": {
                 "description": "probe", "subagent_type": "prober"}}]},
             {"content": "done"})),
         node("prober", "Specialist", model=scripted(
-            {"content": "", "tool_calls": _probe_calls(specialist_tag)}, {"content": "done"})))
+            {"content": "", "tool_calls": _probe_calls(specialist_tag, tmp_path)},
+            {"content": "done"})))
     agent = AgentCompiler(InMemorySaver(), RecordingFactory(Keys()),
                           ToolRegistry.load()).compile(parsed(raw))
     results: list[tuple[str, str]] = []
@@ -162,4 +167,4 @@ async def test_no_built_in_tool_touches_the_host(tmp_path: Any) -> None:
     assert len(by_tool["execute"]) == 2 and all(
         "execution not available" in c.lower() for c in by_tool["execute"]), by_tool
     assert all("not found" in c.lower() for c in by_tool["delete"] + by_tool["edit_file"])
-    assert Path("/etc/hostname").exists() and Path("/etc/hosts").exists()
+    assert [(tmp_path / n).read_text() for n in ("edit-me", "delete-me")] == ["intact"] * 2
