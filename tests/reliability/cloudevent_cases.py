@@ -80,6 +80,7 @@ JOB_BREAKAGES = (
     "trace_id outer whitespace", "a NUL in content", "a lone surrogate in content",
     "a NUL in the definition", "a lone surrogate in a key", "nested too deep",
     "a tool message unpaired", "a message key unknown", "a tool call without id")
+UNPARSABLE_DEPTH = 1_000  # Python's json raises RecursionError about there
 CONTROL = st.characters(min_codepoint=0, max_codepoint=0x1F) | st.just("\x7f")
 OUTER_SPACE = st.sampled_from([" ", "\t", "\n", "\r", "\r\n", "\u00a0", "\u2003"])
 
@@ -135,6 +136,8 @@ def broken_job_data(draw: st.DrawFn, ids: st.SearchStrategy[str] = text_ids
     elif what == "nested too deep":
         depth = draw(st.sampled_from([70, 500, 2_000, 10_000]))
         data["input_payload"]["deep"] = nested(depth)
+        if depth >= UNPARSABLE_DEPTH:  # past what a JSON reader parses: no id to recover
+            field = "job_id"
     elif what == "a tool message unpaired":
         messages.append({"role": "tool", "content": "x", "tool_call_id": "call-1"})
     elif what == "a message key unknown":
