@@ -187,3 +187,11 @@ def test_a_raw_non_ascii_header_value_is_refused() -> None:
     with pytest.raises(InvalidJob) as refused:
         read_nats_job(headers, json.dumps(JOB).encode(), NAMES)
     assert "ce-source" in " ".join(refused.value.details)
+
+
+@pytest.mark.parametrize("text", ["\U0001f600 emoji", "a\\u0000b as text", "\\ud83d"])
+def test_what_only_looks_like_a_nul_or_a_surrogate_is_read(text: str) -> None:
+    data = {**JOB, "input_payload": {"messages": [{"role": "user", "content": text}]}}
+    for body in (json.dumps(data).encode(), json.dumps(data, ensure_ascii=False).encode()):
+        job = read_nats_job(binary_headers(ATTRIBUTES), body, NAMES)
+        assert job.messages[0]["content"] == text

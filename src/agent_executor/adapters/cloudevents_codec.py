@@ -184,7 +184,9 @@ def load_json(raw: bytes, where: str, *, nesting: bool = True) -> Any:
                          [f"{where}: not valid JSON"]) from exc
     if json_text_is_clean(text) and (not nesting or nesting_within(value)):
         return value
-    problems = json_problems(value, where) or [f"{where}: cannot be read"]
+    problems = json_problems(value, where)  # decides a false alarm (an escaped pair)
+    if not problems:
+        return value
     raise InvalidJob(f"{where} cannot be read: " + "; ".join(problems), problems)
 
 
