@@ -54,7 +54,8 @@ def valid_jobs(ids: st.SearchStrategy[str] = text_ids) -> st.SearchStrategy[dict
                                      "content": st.text(storable, max_size=30)})
     return st.fixed_dictionaries({
         "job_id": ids, "trace_id": text_ids,
-        "agent_definition": st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+        "agent_definition": st.dictionaries(st.text(storable, max_size=8), json_values,
+                                            max_size=3),
         "input_payload": st.fixed_dictionaries({"messages": st.lists(message, min_size=1,
                                                                      max_size=3)})})
 
