@@ -34,23 +34,28 @@ class Case:
 
 
 printable = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)
+# Any text a job may hold: everything but NUL and lone surrogates (CONTRACT section 2).
+storable = st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"])
 scalars = (st.none() | st.booleans() | st.integers(-(2**53), 2**53)
-           | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20))
+           | st.floats(allow_nan=False, allow_infinity=False) | st.text(storable, max_size=20))
 json_values = st.recursive(
     scalars, lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+    | st.dictionaries(st.text(storable, max_size=8), inner, max_size=3), max_leaves=8)
 non_strings = json_values.filter(lambda v: not isinstance(v, str))
 non_objects = json_values.filter(lambda v: not isinstance(v, dict))
-text_ids = st.text(min_size=1, max_size=40).filter(lambda s: bool(s.strip()))
+# Ids as CONTRACT section 2 allows them: no control character, no outer whitespace.
+id_characters = st.characters(blacklist_categories=["Cc", "Cs"])
+text_ids = st.text(id_characters, min_size=1, max_size=40).filter(lambda s: s == s.strip())
 unique_ids = st.builds(lambda: f"fuzz-{uuid.uuid4().hex[:16]}")
 
 
 def valid_jobs(ids: st.SearchStrategy[str] = text_ids) -> st.SearchStrategy[dict[str, Any]]:
-    message = st.fixed_dictionaries({"role": st.sampled_from(sorted(MESSAGE_ROLES)),
-                                     "content": st.text(max_size=30)})
+    message = st.fixed_dictionaries({"role": st.sampled_from(sorted(MESSAGE_ROLES - {"tool"})),
+                                     "content": st.text(storable, max_size=30)})
     return st.fixed_dictionaries({
         "job_id": ids, "trace_id": text_ids,
-        "agent_definition": st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+        "agent_definition": st.dictionaries(st.text(storable, max_size=8), json_values,
+                                            max_size=3),
         "input_payload": st.fixed_dictionaries({"messages": st.lists(message, min_size=1,
                                                                      max_size=3)})})
 
@@ -71,7 +76,14 @@ JOB_BREAKAGES = (
     "agent_definition missing", "agent_definition not an object",
     "input_payload missing", "input_payload not an object",
     "messages missing", "messages not a list", "messages empty", "a message not an object",
-    "a message role unknown", "a message content not text")
+    "a message role unknown", "a message content not text",
+    "job_id control character", "job_id outer whitespace", "trace_id control character",
+    "trace_id outer whitespace", "a NUL in content", "a lone surrogate in content",
+    "a NUL in the definition", "a lone surrogate in a key", "nested too deep",
+    "a tool message unpaired", "a message key unknown", "a tool call without id")
+UNPARSABLE_DEPTH = 1_000  # Python's json raises RecursionError about there
+CONTROL = st.characters(min_codepoint=0, max_codepoint=0x1F) | st.just("\x7f")
+OUTER_SPACE = st.sampled_from([" ", "\t", "\n", "\r", "\r\n", "\u00a0", "\u2003"])
 
 
 @st.composite
@@ -107,8 +119,61 @@ def broken_job_data(draw: st.DrawFn, ids: st.SearchStrategy[str] = text_ids
     elif what == "a message content not text":
         messages[0]["content"] = draw(json_values.filter(
             lambda v: not isinstance(v, str | list)))
+    elif problem == "control character":
+        at = draw(st.integers(0, len(data[field])))
+        data[field] = data[field][:at] + draw(CONTROL) + data[field][at:]
+    elif problem == "outer whitespace":
+        space = draw(OUTER_SPACE)
+        data[field] = draw(st.sampled_from([space + data[field], data[field] + space]))
+    elif what == "a NUL in content":
+        messages[0]["content"] += "\x00"
+    elif what == "a lone surrogate in content":
+        messages[0]["content"] += draw(st.characters(min_codepoint=0xD800,
+                                                     max_codepoint=0xDFFF))
+    elif what == "a NUL in the definition":
+        data["agent_definition"]["name"] = "a\x00b"
+    elif what == "a lone surrogate in a key":
+        data["agent_definition"]["\udc80"] = 1
+    elif what == "nested too deep":
+        depth = draw(st.sampled_from([70, 500, 2_000, 10_000]))
+        data["input_payload"]["deep"] = nested(depth)
+        if depth >= UNPARSABLE_DEPTH:  # past what a JSON reader parses: no id to recover
+            field = "job_id"
+    elif what == "a tool message unpaired":
+        messages.append({"role": "tool", "content": "x", "tool_call_id": "call-1"})
+    elif what == "a message key unknown":
+        messages[0]["additional_kwargs"] = draw(json_values)
+    elif what == "a tool call without id":
+        messages.append({"role": "assistant", "content": "",
+                         "tool_calls": [{"name": "ls", "args": {}}]})
     job_id = data.get("job_id")
     return data, what, job_id if isinstance(job_id, str) and field != "job_id" else None
+
+
+@dataclass(frozen=True)
+class Nested:
+    """`depth` levels of lists, written by `dumps` as text (json.dumps would recurse)."""
+
+    depth: int
+
+
+def nested(depth: int) -> Nested:
+    return Nested(depth)
+
+
+def dumps(value: Any) -> str:
+    """json.dumps, with each `Nested` written out as `[[[...]]]`."""
+    holes: list[int] = []
+
+    def mark(obj: Any) -> Any:
+        if isinstance(obj, Nested):
+            holes.append(obj.depth)
+            return f"@@nested{len(holes) - 1}@@"
+        raise TypeError(type(obj).__name__)
+    text = json.dumps(value, default=mark)
+    for i, depth in enumerate(holes):
+        text = text.replace(f'"@@nested{i}@@"', "[" * depth + "]" * depth)
+    return text
 
 
 @st.composite
@@ -152,7 +217,7 @@ def broken_structured(draw: st.DrawFn, ids: st.SearchStrategy[str] = text_ids) -
                                     {"content-type": f"{STRUCTURED}; charset=utf-8"}, {}]))
     if not headers and "specversion" not in event:
         job_id = None  # neither header nor body says it is an envelope
-    return Case(headers, json.dumps(event).encode(), f"structured: {what}", job_id)
+    return Case(headers, dumps(event).encode(), f"structured: {what}", job_id)
 
 
 @st.composite
@@ -185,7 +250,7 @@ def broken_binary(draw: st.DrawFn, ids: st.SearchStrategy[str] = text_ids) -> Ca
         job_id, what = None, f"body {body!r}"
     else:
         data, what, job_id = draw(broken_job_data(ids))
-        body = json.dumps(data).encode()
+        body = dumps(data).encode()
     return Case(headers, body, f"binary: {what}", job_id)
 
 

@@ -262,3 +262,91 @@ async def test_unknown_route_and_method_are_json_errors(api: Api) -> None:
     assert missing.status_code == 404 and "error" in missing.json()
     wrong = await api.client.get("/")
     assert wrong.status_code == 405 and "error" in wrong.json()
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _binary_body(**changes: Any) -> bytes:
+    return json.dumps(job_data(**changes)).encode()
+
+
+HOSTILE_JOB = json.dumps(job_data(input_payload={"messages": [
+    {"role": "user", "content": "hi"}], "deep": "@"}))
+
+
+@pytest.mark.parametrize(("body", "headers", "field"), [
+    (HOSTILE_JOB.replace('"@"', _deep(10_000)).encode(), BINARY, "data: nested deeper than 64"),
+    (structured(json.loads(HOSTILE_JOB.replace('"@"', '"x"'))).replace(
+        b'"x"', _deep(10_000).encode()), STRUCTURED, "body: nested deeper than 64"),
+    (HOSTILE_JOB.replace('"@"', _deep(65)).encode(), BINARY, "data.input_payload.deep"),
+    (_binary_body(job_id="job\x00"), BINARY, "data.job_id: holds U+0000"),
+    (_binary_body(trace_id="t\udc80"), BINARY, "data.trace_id: holds a lone surrogate"),
+    (_binary_body(job_id=" job-1"), BINARY, "data.job_id: has leading or trailing"),
+    (_binary_body(job_id="job-1\r\n"), BINARY, "data.job_id: holds a control character"),
+    (_binary_body(input_payload={"messages": [{"role": "user", "content": "a\x00"}]}), BINARY,
+     "data.input_payload.messages[0].content: holds U+0000"),
+    (_binary_body(input_payload={"messages": [{"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c", "name": "ls", "args": {"path": "\ud800"}}]}]}), BINARY,
+     "messages[0].tool_calls[0].args.path: holds a lone surrogate"),
+    (_binary_body(input_payload={"messages": [{"role": "tool", "content": "x"}]}), BINARY,
+     "data.input_payload.messages[0].tool_call_id: required"),
+    (json.dumps(job_data(input_payload={"messages": [{"role": "user", "content": "caf\u00e9"}]}),
+                ensure_ascii=False).encode("latin-1"), BINARY, "data: not valid UTF-8"),
+    (structured(job_data()).decode().encode("utf-16"), STRUCTURED, "body: not valid UTF-8"),
+    (_binary_body(), {**BINARY, "content-type": "application/json; charset=iso-8859-1"},
+     "content-type: charset"),
+    (_binary_body(), {**BINARY, "ce-source": "%C0%A0"}, "ce-source: percent-encoded value"),
+    (_binary_body(), {**BINARY, "ce-id": "%00"}, "ce-id: holds a control character"),
+    (structured(job_data(), source="a\x01b"), STRUCTURED, "source: holds a control character"),
+])
+async def test_unreadable_input_is_a_400_naming_the_field_and_records_nothing(
+        world: World, body: bytes, headers: dict[str, str], field: str) -> None:
+    app = create_app(execute=world.execute, background=BackgroundJobs(world.execute,
+                     world.ledger), ledger=world.ledger, events=world.events, probes=[],
+                     metrics=PrometheusMetrics(), names=NAMES, max_event_bytes=1 << 20)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as client:
+        response = await client.post("/", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert set(error) == {"error", "details"} and error["details"], error
+    assert any(field in detail for detail in error["details"]), error
+    assert world.ledger.records == {}
+
+
+async def test_a_raw_non_ascii_header_value_is_refused_as_over_nats(api: Api) -> None:
+    headers = [(k.encode(), v.encode()) for k, v in BINARY.items() if k != "ce-source"]
+    headers.append((b"ce-source", "/caf\u00e9".encode()))
+    response = await api.client.post("/", content=_binary_body(), headers=headers)
+    assert response.status_code == 400, response.text
+    assert "ce-source" in " ".join(response.json()["details"])
+
+
+def _series(exposition: str, name: str) -> set[str]:
+    return {line.rsplit(" ", 1)[0] for line in exposition.splitlines()
+            if line.startswith(f"agent_executor_{name}")}
+
+
+async def test_random_methods_and_paths_leave_the_http_series_bounded(api: Api) -> None:
+    import random
+    rng = random.Random(13)
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    for i in range(300):
+        method = "".join(rng.choice(letters) for _ in range(rng.randint(3, 12)))
+        await api.client.request(method, f"/health?i={i}")
+    for _ in range(600):
+        path = "/" + "/".join(f"{rng.getrandbits(32):x}" for _ in range(rng.randint(1, 4)))
+        await api.client.request(rng.choice(["GET", "POST", "DELETE"]), path)
+    await api.client.get("/jobs/some-job")
+    await api.client.get("/jobs/other-job")
+    text = (await api.client.get("/metrics")).text
+    methods = {line.split('method="')[1].split('"')[0]
+               for line in _series(text, "http_requests_total{")}
+    routes = {line.split('route="')[1].split('"')[0]
+              for line in _series(text, "http_requests_total{")}
+    assert methods <= {"GET", "HEAD", "POST", "OPTIONS", "other"}, methods
+    assert routes <= {"/health", "/jobs/{job_id:path}", "unmatched"}, routes
+    assert len(_series(text, "http_requests_total{")) <= 12
+    assert len(_series(text, "http_request_duration_seconds_bucket")) <= 6 * 14

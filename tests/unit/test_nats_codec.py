@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent_executor.adapters.cloudevents_codec import EventNames
+from agent_executor.adapters.cloudevents_codec import EventNames, read_job
 from agent_executor.adapters.nats.codec import (
     binary_headers,
     decode_header_value,
@@ -143,3 +143,55 @@ def test_result_message_is_structured_on_the_status_subject_with_a_msg_id() -> N
         "job-1:completed", "dev.my-platform.agent.completed", "job-1")
     failed = JobResult.failed("job-2", "t", 1, ErrorInfo("InvalidJob", "bad"))
     assert result_message(failed, NAMES, "x.status").subject == "x.status.failed"
+
+
+def _verdict(read: Any, headers: dict[str, str], body: bytes) -> str:
+    try:
+        return f"job {read(headers, body, NAMES).job_id}"
+    except InvalidJob as exc:
+        assert exc.details, exc.message
+        return "refused"
+
+
+_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12) | st.lists(
+    st.sampled_from(["%", "%2", "%C0%A0", "%E2%82", "%FF", "%25", "%20", "%00", "%0A", "%C3%A9",
+                     '"', "\\", "/src", "1.0", "e-1", "dev.my-platform.agent.execute"]),
+    max_size=4).map("".join)
+
+
+@settings(max_examples=400)
+@given(st.dictionaries(st.sampled_from(["ce-source", "ce-id", "ce-subject", "ce-x"]), _values,
+                       max_size=3),
+       st.sampled_from([json.dumps(JOB).encode(), b'{"job_id": "a\\u0000"}', b"[" * 3000,
+                        json.dumps(JOB, ensure_ascii=False).encode("utf-16"),
+                        json.dumps({**JOB, "job_id": " j"}).encode()]))
+def test_the_same_bytes_get_the_same_verdict_over_http_and_nats(
+        overrides: dict[str, str], body: bytes) -> None:
+    headers = {**{f"ce-{k}": v for k, v in ATTRIBUTES.items() if k != "datacontenttype"},
+               "content-type": "application/json", **overrides}
+    assert _verdict(read_job, headers, body) == _verdict(read_nats_job, headers, body)
+
+
+@pytest.mark.parametrize("body", [b"[" * 10_000, b'{"data": ' + b"[" * 10_000,
+                                  b'{"job_id": "x", "d": ' + b"[" * 5000 + b"]" * 5000 + b"}"])
+def test_deep_nesting_is_invalid_job_and_identity_never_raises(body: bytes) -> None:
+    with pytest.raises(InvalidJob) as refused:
+        read_nats_job(binary_headers(ATTRIBUTES), body, NAMES)
+    assert "nested deeper than 64" in " ".join(refused.value.details) or "JSON" in str(
+        refused.value)
+    job_identity({}, body)  # raised RecursionError: the consumer's task died unsettled
+
+
+def test_a_raw_non_ascii_header_value_is_refused() -> None:
+    headers = {**binary_headers(ATTRIBUTES), "ce-source": "/caf\u00e9"}
+    with pytest.raises(InvalidJob) as refused:
+        read_nats_job(headers, json.dumps(JOB).encode(), NAMES)
+    assert "ce-source" in " ".join(refused.value.details)
+
+
+@pytest.mark.parametrize("text", ["\U0001f600 emoji", "a\\u0000b as text", "\\ud83d"])
+def test_what_only_looks_like_a_nul_or_a_surrogate_is_read(text: str) -> None:
+    data = {**JOB, "input_payload": {"messages": [{"role": "user", "content": text}]}}
+    for body in (json.dumps(data).encode(), json.dumps(data, ensure_ascii=False).encode()):
+        job = read_nats_job(binary_headers(ATTRIBUTES), body, NAMES)
+        assert job.messages[0]["content"] == text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import pytest
@@ -146,3 +147,85 @@ def test_the_digest_is_a_content_hash() -> None:
     assert definition_digest(a) == definition_digest(b_reordered)
     b["nodes"][0]["config"]["system_prompt"] = "Something else."
     assert definition_digest(a) != definition_digest(b)
+
+
+def _reply(**extra: Any) -> dict[str, Any]:
+    return {"content": "ok", **extra}
+
+
+def _deep_args(depth: int) -> dict[str, Any]:
+    args: Any = "leaf"
+    for _ in range(depth):
+        args = {"a": args}
+    return dict(args)
+
+
+@pytest.mark.parametrize(("build", "needle"), [
+    (lambda: definition(node("orchestrator"), *[node(f"s{i}", "Specialist")
+                                                 for i in range(10_000)]),
+     "nodes: 10001 entries, over the limit of 64 (MAX_NODES)"),
+    (lambda: definition(node("orchestrator", system_prompt="p" * (1 << 20))),
+     "nodes[0].config.system_prompt: 1048576 characters, over the limit of 262144 "
+     "(MAX_PROMPT_CHARS)"),
+    (lambda: definition(node("orchestrator"), node("w", "Specialist",
+                                                   description="d" * 20_000)),
+     "nodes[1].config.description: 20000 characters, over the limit of 16384"),
+    (lambda: definition(node("orchestrator", tools=["word_count"] * 65)),
+     "nodes[0].config.tools: 65 entries, over the limit of 64 (MAX_TOOLS_PER_NODE)"),
+    (lambda: definition(node("orchestrator", model=scripted(*[_reply()] * 257))),
+     "nodes[0].config.model.responses: 257 entries, over the limit of 256"),
+    (lambda: definition(node("orchestrator", model=scripted(_reply(content="c" * 300_000)))),
+     "nodes[0].config.model.responses[0].content: 300000 characters"),
+    (lambda: definition(node("orchestrator", model=scripted(_reply(tool_calls=[
+        {"name": "ls", "args": {}}] * 65)))),
+     "responses[0].tool_calls: 65 entries, over the limit of 64"),
+    (lambda: definition(node("orchestrator", model=scripted(_reply(tool_calls=[
+        {"name": "write_file", "args": {"content": "x" * 300_000}}])))),
+     "responses[0].tool_calls[0].args: 300014 bytes of JSON, over the limit of 262144 "
+     "(MAX_ARGS_BYTES)"),
+    (lambda: definition(node("orchestrator", model=scripted(_reply(tool_calls=[
+        {"name": "ls", "args": _deep_args(40)}])))),
+     "responses[0].tool_calls[0].args.a.a"),
+    (lambda: definition(*[node("orchestrator", system_prompt="p" * 200_000)]
+                        + [node(f"s{i}", "Specialist", system_prompt="p" * 200_000)
+                           for i in range(30)]),
+     "over the limit of 4194304 (MAX_DEFINITION_BYTES)"),
+    (lambda: definition(node("orchestrator"), edges=[{"source": "a", "target": "b"}] * 5000),
+     "edges: 5000 entries, over the limit of 4096 (MAX_EDGES)"),
+])
+def test_a_definition_past_a_limit_is_refused_naming_the_limit_and_the_path(
+        build: Any, needle: str) -> None:
+    raw = build()
+    started = time.perf_counter()
+    message = problem(raw)
+    assert needle in message, message
+    assert len(message) < 2000  # one line per limit passed, not one per node
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_definition_at_the_limits_is_accepted() -> None:
+    call = {"name": "write_file", "args": {"file_path": "/a", "content": "y" * 1000}}
+    specialists = [node(f"s{i}", "Specialist", system_prompt="p" * 40_000,
+                        model=scripted(*[_reply(tool_calls=[call])] * 8))
+                   for i in range(63)]
+    raw = definition(node("orchestrator", tools=sorted(TOOLS)), *specialists)
+    parsed = parse_definition(raw, TOOLS)
+    assert len(parsed.specialists) == 63 and parsed.size > 2_500_000
+
+
+def test_thousands_of_problems_are_reported_as_the_first_twenty() -> None:
+    raw = definition(node("orchestrator", tools=[f"nope{i}" for i in range(60)]))
+    message = problem(raw)
+    assert "... and 40 more" in message and message.count("unknown tool") == 20
+
+
+def test_docs_security_lists_every_limit_with_its_value() -> None:
+    from pathlib import Path
+
+    from agent_executor.adapters.langgraph.limits import LIMITS
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "security.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2].strip()
+            for line in page.splitlines() if line.startswith("| `MAX_")}
+    assert {name: rows.get(name, "").split(" ")[0] for name in LIMITS} == {
+        name: str(value) for name, value in LIMITS.items()}

@@ -233,11 +233,17 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 class RequestMetrics:
-    """Counts every answered request by method, route template and status."""
+    """Counts every answered request by method, route template and status.
+
+    Labels never take a value a client chose freely (CONTRACT section 8): `method`
+    is one the routes serve (read from the app's routes on the first request, plus
+    OPTIONS for CORS preflights) or `other`; `route` the matched template or
+    `unmatched`."""
 
     def __init__(self, app: ASGIApp, metrics: PrometheusMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._methods: frozenset[str] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -257,7 +263,16 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
+            method = self._method(scope)
             self.metrics.http_requests_total.labels(
-                method=scope["method"], route=template, status=str(status)).inc()
+                method=method, route=template, status=str(status)).inc()
             self.metrics.http_request_duration_seconds.labels(
-                method=scope["method"], route=template).observe(time.perf_counter() - started)
+                method=method, route=template).observe(time.perf_counter() - started)
+
+    def _method(self, scope: Scope) -> str:
+        if self._methods is None:
+            routes = getattr(scope.get("app"), "routes", ())
+            served = {m for r in routes for m in (getattr(r, "methods", None) or ())}
+            self._methods = frozenset(served | {"OPTIONS"})
+        method = str(scope.get("method", ""))
+        return method if method in self._methods else "other"

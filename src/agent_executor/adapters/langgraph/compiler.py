@@ -3,7 +3,10 @@
 The orchestrator is the main agent; each Specialist a sub-agent that `task`
 reaches by its `config.name`; every node runs on its own model. Every agent has
 the todo list and the virtual filesystem, the orchestrator also `task`.
-Compiled graphs are cached by the definition's content hash (bounded LRU).
+Compiled graphs are cached by the definition's content hash, an LRU bounded by
+count, by agents and by definition bytes: a compiled 64-agent definition near the
+limits holds about 12 MB, so a count alone would let distinct big definitions
+grow the process by gigabytes.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from agent_executor.adapters.langgraph.tools import ToolFailureMiddleware, ToolR
 from agent_executor.adapters.langgraph.tracing import run_tracing_bookkeeping_inline
 
 DEFAULT_CACHE_SIZE = 128
+DEFAULT_CACHE_AGENTS = 512
+DEFAULT_CACHE_BYTES = 16 * 1024 * 1024
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
 
@@ -40,11 +45,15 @@ class CompiledAgent:
 
 class AgentCompiler:
     def __init__(self, checkpointer: BaseCheckpointSaver[Any], models: ChatModelFactory,
-                 registry: ToolRegistry, max_cached: int = DEFAULT_CACHE_SIZE) -> None:
+                 registry: ToolRegistry, max_cached: int = DEFAULT_CACHE_SIZE, *,
+                 max_cached_agents: int = DEFAULT_CACHE_AGENTS,
+                 max_cached_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self._checkpointer = checkpointer
         self._models = models
         self._registry = registry
         self._max_cached = max_cached
+        self._max_agents = max_cached_agents
+        self._max_bytes = max_cached_bytes
         self._cache: OrderedDict[str, CompiledAgent] = OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -75,9 +84,19 @@ class AgentCompiler:
     def _store(self, agent: CompiledAgent) -> CompiledAgent:
         self._cache[agent.definition.digest] = agent
         self._cache.move_to_end(agent.definition.digest)
-        while len(self._cache) > self._max_cached:
+        while len(self._cache) > 1 and self._over_budget():  # the newest always stays
             self._cache.popitem(last=False)
         return agent
+
+    def _over_budget(self) -> bool:
+        cached = [a.definition for a in self._cache.values()]
+        return (len(cached) > self._max_cached
+                or sum(d.agents for d in cached) > self._max_agents
+                or sum(d.size for d in cached) > self._max_bytes)
+
+    @property
+    def cached(self) -> int:
+        return len(self._cache)
 
     def _build(self, definition: AgentDefinition) -> CompiledAgent:
         main = definition.orchestrator

@@ -8,11 +8,15 @@ fixes a definition in one pass.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from agent_executor.adapters.langgraph.limits import (
+    canonical_json,
+    count_problems,
+    size_problem,
+)
 from agent_executor.adapters.langgraph.spec import (
     AgentDefinition,
     AgentSpec,
@@ -21,6 +25,7 @@ from agent_executor.adapters.langgraph.spec import (
     ScriptedToolCall,
 )
 from agent_executor.domain.errors import InvalidAgentDefinition
+from agent_executor.domain.job import MAX_REPORTED
 
 PROVIDERS = ("anthropic", "ollama", "openai", "scripted")
 NODE_TYPES = ("Orchestrator", "Specialist")
@@ -36,10 +41,9 @@ SCRIPT_REFUSAL = (
 )
 
 
-def definition_digest(raw: Mapping[str, Any]) -> str:
-    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                           default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def definition_digest(raw: Mapping[str, Any], canonical: str | None = None) -> str:
+    text = canonical if canonical is not None else canonical_json(raw)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class _Problems:
@@ -55,20 +59,35 @@ def parse_definition(raw: object, known_tools: Collection[str]) -> AgentDefiniti
     if not isinstance(raw, Mapping):
         raise InvalidAgentDefinition(
             f"invalid agent_definition: agent_definition: expected an object, got {_kind(raw)}")
+    over = count_problems(raw)  # before anything costs more than a look at the sizes
+    if over:
+        raise InvalidAgentDefinition("invalid agent_definition: " + "; ".join(_shown(over)))
+    canonical = canonical_json(raw)
+    too_big = size_problem(canonical)
+    if too_big:
+        raise InvalidAgentDefinition(f"invalid agent_definition: {too_big}")
     p = _Problems()
     _tool_definitions(raw.get("tool_definitions"), known_tools, p)
     agents = _nodes(raw.get("nodes"), known_tools, p)
     _edges(raw.get("edges"), _node_ids(raw.get("nodes")), p)
     orchestrators = [a for a in agents if a is not None and a.kind == "Orchestrator"]
     if p.items:
-        raise InvalidAgentDefinition("invalid agent_definition: " + "; ".join(p.items))
+        raise InvalidAgentDefinition("invalid agent_definition: " + "; ".join(_shown(p.items)))
     return AgentDefinition(
         name=str(raw.get("name") or orchestrators[0].name),
         version=str(raw.get("version") or ""),
         orchestrator=orchestrators[0],
         specialists=tuple(a for a in agents if a is not None and a.kind == "Specialist"),
-        digest=definition_digest(raw),
+        digest=definition_digest(raw, canonical),
+        size=len(canonical.encode("utf-8", "surrogatepass")),
     )
+
+
+def _shown(problems: list[str]) -> list[str]:
+    """The first `MAX_REPORTED` problems (a hostile definition can have thousands)."""
+    if len(problems) <= MAX_REPORTED:
+        return problems
+    return [*problems[:MAX_REPORTED], f"... and {len(problems) - MAX_REPORTED} more"]
 
 
 def _tool_definitions(value: object, known_tools: Collection[str], p: _Problems) -> None:

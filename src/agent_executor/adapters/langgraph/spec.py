@@ -49,3 +49,9 @@ class AgentDefinition:
     specialists: tuple[AgentSpec, ...]
     digest: str
     """sha256 of the canonical JSON of the definition: equal definitions, equal digests."""
+    size: int = 0
+    """Bytes of that canonical JSON (what the compiled-graph cache weighs it by)."""
+
+    @property
+    def agents(self) -> int:
+        return 1 + len(self.specialists)

@@ -17,26 +17,25 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, unquote_to_bytes
 
 from cloudevents.core.base import BaseCloudEvent
 
 from agent_executor.adapters.cloudevents_codec import (
     STRUCTURED_CONTENT_TYPE,
+    STRUCTURED_MEDIA_TYPE,
     EventNames,
+    decode_header_value,
+    encode_header_value,
     read_event,
     read_job,
     result_event_bytes,
 )
 from agent_executor.domain.errors import InvalidJob
-from agent_executor.domain.job import MAX_ID_LENGTH, Job
+from agent_executor.domain.job import Job, id_problem
 from agent_executor.domain.result import JobResult
 
 CE_PREFIX = "ce-"
-STRUCTURED_MEDIA_TYPE = "application/cloudevents"
 MSG_ID_HEADER = "Nats-Msg-Id"
-# Printable ASCII except space, double-quote and percent is left as it is.
-_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in ' "%')
 
 
 @dataclass(frozen=True)
@@ -44,26 +43,6 @@ class NatsMessage:
     subject: str
     headers: dict[str, str]
     body: bytes
-
-
-def encode_header_value(value: str) -> str:
-    """Percent-encode space, `"`, `%` and everything outside printable ASCII (as UTF-8)."""
-    return quote(value, safe=_SAFE, encoding="utf-8", errors="strict")
-
-
-def decode_header_value(raw: str) -> str:
-    """Undo RFC 7230 double-quoting, then one round of percent-decoding.
-
-    Raises `ValueError` for percent-encoded bytes that are not valid UTF-8
-    (an overlong `%C0%A0` included), as the binding requires.
-    """
-    value = raw.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = _unquote_string(value[1:-1])
-    try:
-        return unquote_to_bytes(value).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"percent-encoded value is not valid UTF-8: {raw!r}") from exc
 
 
 def is_structured(headers: Mapping[str, str], body: bytes) -> bool:
@@ -77,18 +56,19 @@ def is_structured(headers: Mapping[str, str], body: bytes) -> bool:
 
 def read_nats_job(headers: Mapping[str, str] | None, body: bytes, names: EventNames) -> Job:
     """A job from a NATS message in either mode; raises `InvalidJob`."""
-    headers = headers or {}
-    if is_structured(headers, body):
-        return read_job({"content-type": STRUCTURED_CONTENT_TYPE}, body, names)
-    return read_job(http_binding_headers(headers), body, names)
+    return read_job(_as_http(headers or {}, body), body, names)
 
 
 def read_nats_event(headers: Mapping[str, str] | None, body: bytes) -> BaseCloudEvent:
-    """Any CloudEvent from a NATS message in either mode; raises `InvalidJob`."""
-    headers = headers or {}
+    """Any CloudEvent (a steering one) from a NATS message in either mode; raises
+    `InvalidJob`."""
+    return read_event(_as_http(headers or {}, body), body)
+
+
+def _as_http(headers: Mapping[str, str], body: bytes) -> dict[str, str]:
     if is_structured(headers, body):
-        return read_event({"content-type": STRUCTURED_CONTENT_TYPE}, body)
-    return read_event(http_binding_headers(headers), body)
+        return {"content-type": _lower(headers).get("content-type") or STRUCTURED_CONTENT_TYPE}
+    return http_binding_headers(headers)
 
 
 def http_binding_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -123,20 +103,22 @@ def binary_headers(attributes: Mapping[str, str]) -> dict[str, str]:
 
 def job_identity(headers: Mapping[str, str] | None, body: bytes) -> tuple[str, str] | None:
     """`(job_id, trace_id)` of a message that is not a valid job, where they can be read
-    (the trace id may be empty); None when no usable `job_id` is there."""
+    (the trace id may be empty); None when no usable `job_id` is there. Never raises:
+    it runs on messages already known to be unreadable."""
     try:
-        decoded = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        decoded = json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
     data = decoded.get("data") if is_structured(headers or {}, body) and isinstance(
         decoded, dict) else decoded
     if not isinstance(data, dict):
         return None
     job_id, trace_id = data.get("job_id"), data.get("trace_id")
-    if not isinstance(job_id, str) or not job_id.strip() or len(job_id) > MAX_ID_LENGTH:
+    if id_problem(job_id) is not None:
         return None
-    if not isinstance(trace_id, str) or len(trace_id) > MAX_ID_LENGTH:
+    if id_problem(trace_id) is not None:
         trace_id = ""
+    assert isinstance(job_id, str) and isinstance(trace_id, str)
     return job_id, trace_id
 
 
@@ -152,17 +134,3 @@ def result_message(result: JobResult, names: EventNames, status_prefix: str, *,
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     return {name.lower(): value for name, value in headers.items()}
-
-
-def _unquote_string(inner: str) -> str:
-    out: list[str] = []
-    escaped = False
-    for char in inner:
-        if escaped:
-            out.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        else:
-            out.append(char)
-    return "".join(out)
