@@ -5,6 +5,7 @@
     │                               (HTTP 400, NATS term; nothing is recorded)
     ├── JobConflict                 the job is running under another worker's lease (409)
     ├── JobNotFound                 no such job in the ledger (404)
+    ├── InvalidRequest              a bad query parameter or header of an API call (400)
     ├── LeaseLost                   this worker no longer owns the job's lease
     ├── DependencyUnavailable       the service's own dependency failed (503, NATS nak)
     └── JobFailure                  the job itself failed; ends it with a `failed` result
@@ -41,6 +42,15 @@ class JobConflict(AgentExecutorError):
 
 class JobNotFound(AgentExecutorError):
     """The ledger has no job with this id."""
+
+
+class InvalidRequest(AgentExecutorError):
+    """A request to the API (not a job) is malformed; `details` names each parameter."""
+
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
 
 
 class LeaseLost(AgentExecutorError):
