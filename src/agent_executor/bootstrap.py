@@ -194,7 +194,9 @@ class Container(containers.DeclarativeContainer):
     app = providers.Singleton(
         create_app, execute=execute, background=background, ledger=ledger, events=events,
         probes=probes, metrics=metrics, names=names,
-        max_event_bytes=settings.provided.max_event_bytes)
+        max_event_bytes=settings.provided.max_event_bytes,
+        cors_allow_origins=settings.provided.cors_allow_origins,
+        api_tokens=settings.provided.api_tokens)
 
 
 async def _get(provider: Any) -> Any:
@@ -224,6 +226,8 @@ def _announce(settings: cfg.Settings) -> None:
         logger.warning("profile %s: EMBEDDED fallbacks for %s (data under %s); set "
                        "POSTGRES_HOST, DRAGONFLY_HOST and NATS_URL for production",
                        settings.profile, ", ".join(embedded), settings.data_dir.resolve())
+    if settings.profile == "production" and not settings.api_tokens:
+        logger.warning("API_TOKENS is not set: the HTTP API answers anyone who reaches it")
 
 
 async def serve(settings: cfg.Settings) -> None:

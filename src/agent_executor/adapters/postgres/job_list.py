@@ -2,8 +2,10 @@
 
 One statement per filter shape (not `$1 IS NULL OR ...`, which a generic plan
 cannot turn into an index range). job_id compares in the "C" collation, so ties
-order by code point in every ledger and the index of migrations/0004 serves
-both the order and the cursor's row comparison.
+order by code point in every ledger and the indexes of migrations/0004 serve
+both the order and the cursor's row comparison. A status filter is one ordered,
+limited branch per status (`status = ANY(...)` would make PostgreSQL read every
+row of those statuses and sort them), merged by the outer ORDER BY.
 """
 
 from __future__ import annotations
@@ -26,19 +28,22 @@ def list_columns(columns: str) -> str:
 def page_sql(table: str, columns: str, query: JobQuery) -> tuple[str, list[Any]]:
     """The statement and its arguments for one page (one row more than the limit,
     to know whether another page follows)."""
+    args: list[Any] = [query.limit + 1]
     where: list[str] = []
-    args: list[Any] = []
-    if query.statuses:
-        args.append(sorted(query.statuses))
-        where.append(f"status = ANY(${len(args)}::text[])")
     if query.sources:
         args.append(sorted(query.sources))
         where.append(f"source = ANY(${len(args)}::text[])")
     if query.cursor is not None:
         args.extend(time_cursor(query.cursor))
         where.append(f'(created_at, job_id COLLATE "C") < (${len(args) - 1}, ${len(args)})')
-    args.append(query.limit + 1)
-    condition = f"WHERE {' AND '.join(where)} " if where else ""
-    sql = (f"SELECT {list_columns(columns)} FROM {table} {condition}"
-           f"ORDER BY {ORDER} LIMIT ${len(args)}")
-    return sql, args
+    select = f"SELECT {list_columns(columns)} FROM {table}"
+    if not query.statuses:
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
+        return f"{select}{condition} ORDER BY {ORDER} LIMIT $1", args
+    branches = []
+    for status in sorted(query.statuses):
+        args.append(status)
+        condition = " AND ".join([f"status = ${len(args)}", *where])
+        branches.append(f"({select} WHERE {condition} ORDER BY {ORDER} LIMIT $1)")
+    return (f"SELECT * FROM ({' UNION ALL '.join(branches)}) AS page "
+            f"ORDER BY {ORDER} LIMIT $1"), args
