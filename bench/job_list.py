@@ -80,6 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int,
                         default=int(os.environ.get("TEST_POSTGRES_PORT", "15433")))
     parser.add_argument("--user", default="postgres")
+    parser.add_argument("--explain", action="store_true",
+                        help="also print each scenario's plan (EXPLAIN ANALYZE, one page)")
     return parser.parse_args(argv)
 
 
@@ -108,6 +110,10 @@ async def main(argv: list[str] | None = None) -> int:
         print(f"{'scenario':32} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7}")
         for name, statuses, sources in SCENARIOS:
             await report(ledger, name, statuses, sources, args, start)
+        if args.explain:
+            for name, statuses, sources in SCENARIOS:
+                await explain(conn, name, JobQuery(statuses, sources, args.limit, encode_cursor(
+                    (start + SPAN / 2).isoformat(), "")))
         await conn.execute("DROP INDEX job_ledger_list_idx, job_ledger_list_status_idx")
         print("\nwithout the indexes of migrations/0004 (a tenth of the pages):")
         for name, statuses, sources in (SCENARIOS[0], SCENARIOS[3]):
@@ -138,6 +144,15 @@ async def report(ledger: PostgresJobLedger, name: str, statuses: frozenset[str],
     timings.sort()
     q = statistics.quantiles(timings, n=100, method="inclusive")
     print(f"{name:32} {q[49]:7.2f} {q[94]:7.2f} {q[98]:7.2f} {timings[-1]:7.2f}")
+
+
+async def explain(conn: asyncpg.Connection, name: str, query: JobQuery) -> None:
+    from agent_executor.adapters.postgres.job_list import page_sql
+    from agent_executor.adapters.postgres.ledger import _COLUMNS
+    sql, values = page_sql("job_ledger", _COLUMNS, query)
+    plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *values)
+    print(f"\n-- {name}")
+    print("\n".join(row[0] for row in plan))
 
 
 async def size(conn: asyncpg.Connection, relation: str) -> str:
