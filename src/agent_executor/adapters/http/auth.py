@@ -48,7 +48,8 @@ def access_middleware(*, cors_allow_origins: Collection[str], api_tokens: Collec
 
 class BearerTokens:
     """`Authorization: Bearer <one of tokens>` on every path but `open_paths`, else a
-    401 JSON error with `WWW-Authenticate: Bearer`. A CORS preflight passes."""
+    401 JSON error with `WWW-Authenticate: Bearer`. CORS preflights never get here:
+    the CORS middleware outside answers them."""
 
     def __init__(self, app: ASGIApp, tokens: tuple[str, ...], routes: Sequence[BaseRoute],
                  open_paths: frozenset[str] = OPEN_PATHS) -> None:
@@ -60,7 +61,7 @@ class BearerTokens:
         self._open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self._open_paths or _preflight(scope):
+        if scope["type"] != "http" or scope["path"] in self._open_paths:
             await self.app(scope, receive, send)
             return
         given = _bearer(scope)
@@ -96,11 +97,6 @@ class BearerTokens:
             if match is not Match.NONE:
                 scope["route"] = route
                 return
-
-
-def _preflight(scope: Scope) -> bool:
-    return scope["method"] == "OPTIONS" and any(
-        name == b"access-control-request-method" for name, _ in scope["headers"])
 
 
 def _bearer(scope: Scope) -> bytes | None:
