@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from agent_executor.domain.errors import (
+    InvalidRequest,
     JobConflict,
     JobFinished,
     JobMismatch,
@@ -24,6 +25,7 @@ from agent_executor.domain.errors import (
     LeaseLost,
 )
 from agent_executor.domain.job import Job
+from agent_executor.domain.listing import JobQuery, encode_cursor, summary
 from agent_executor.domain.result import AgentOutput, ErrorInfo, JobRecord, JobResult
 from agent_executor.ports.ledger import JobLedger
 
@@ -389,6 +391,88 @@ class LedgerContract:
         assert arrived.result == kept.result  # it ends cancelled without running
 
 
+    async def test_list_pages_a_thousand_jobs_by_seven_each_once_newest_first(
+            self, ledger: JobLedger) -> None:
+        created = await _some_jobs(ledger, 1000)
+        seen: list[JobRecord] = []
+        cursor: str | None = None
+        pages = 0
+        while True:
+            page = await ledger.list_jobs(JobQuery(limit=7, cursor=cursor))
+            pages += 1
+            assert len(page.records) == 7 or page.next_cursor is None
+            seen.extend(page.records)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+            assert pages < 1000, "paging does not end"
+        ids = [r.job_id for r in seen]
+        assert len(ids) == 1000 and set(ids) == set(created), "each job exactly once"
+        assert pages == 143  # ceil(1000 / 7): the last full page says there is more
+        keys = [(r.created_at, r.job_id) for r in seen]
+        assert keys == sorted(keys, reverse=True), "newest first, ties by job_id"
+        for record in seen[::97]:
+            stored = await ledger.get(record.job_id)
+            assert stored is not None and summary(record) == summary(stored)
+
+    async def test_list_filters_by_status_and_source(self, ledger: JobLedger) -> None:
+        created = await _some_jobs(ledger, 30)
+        everything = (await ledger.list_jobs(JobQuery(limit=500))).records
+        assert {r.job_id for r in everything} == set(created)
+        for statuses, sources in ((frozenset({"completed"}), frozenset()),
+                                  (frozenset({"failed", "running"}), frozenset()),
+                                  (frozenset(), frozenset({"nats"})),
+                                  (frozenset({"pending", "completed"}), frozenset({"http"})),
+                                  (frozenset({"cancelled", "interrupted"}), frozenset()),
+                                  (frozenset(), frozenset({"cli"}))):
+            expected = [r.job_id for r in everything
+                        if (not statuses or r.status in statuses)
+                        and (not sources or r.source in sources)]
+            found: list[str] = []
+            cursor: str | None = None
+            while True:
+                page = await ledger.list_jobs(JobQuery(statuses, sources, 4, cursor))
+                found.extend(r.job_id for r in page.records)
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            assert found == expected, (statuses, sources)
+        statuses_seen = {r.status for r in everything}
+        assert statuses_seen >= {"running", "completed", "failed"}
+        assert {r.source for r in everything} == {"http", "nats"}
+
+    async def test_list_of_an_empty_ledger_and_an_exact_last_page(
+            self, ledger: JobLedger) -> None:
+        empty = await ledger.list_jobs(JobQuery())
+        assert (empty.records, empty.next_cursor) == ([], None)
+        await _some_jobs(ledger, 4)
+        first = await ledger.list_jobs(JobQuery(limit=2))
+        assert len(first.records) == 2 and first.next_cursor is not None
+        second = await ledger.list_jobs(JobQuery(limit=2, cursor=first.next_cursor))
+        assert len(second.records) == 2 and second.next_cursor is None
+        finished = [r for r in first.records + second.records if r.finished]
+        assert all(r.result is not None for r in finished)  # finished_at is there
+
+    async def test_list_does_not_return_jobs_created_after_the_cursor(
+            self, ledger: JobLedger) -> None:
+        await _some_jobs(ledger, 5)
+        first = await ledger.list_jobs(JobQuery(limit=2))
+        assert first.next_cursor is not None
+        await ledger.claim(make_job("newer"), "http", A, LEASE)
+        rest = await ledger.list_jobs(JobQuery(limit=10, cursor=first.next_cursor))
+        assert len(rest.records) == 3 and "newer" not in {r.job_id for r in rest.records}
+        newest = await ledger.list_jobs(JobQuery(limit=1))
+        assert newest.records[0].job_id == "newer"
+
+    @pytest.mark.parametrize("cursor", ["", "%%%", "bm90IGpzb24", encode_cursor(True, "x"),
+                                        "WzEsMiwzXQ", encode_cursor(1.5, "x") + "!"])
+    async def test_list_refuses_a_cursor_it_did_not_write(
+            self, ledger: JobLedger, cursor: str) -> None:
+        with pytest.raises(InvalidRequest) as caught:
+            await ledger.list_jobs(JobQuery(cursor=cursor))
+        assert any(d.startswith("cursor") for d in caught.value.details)
+
+
 async def _at_least(results: Awaitable[list[JobResult]], n: int) -> list[JobResult] | None:
     found = await results
     return found if len(found) >= n else None
@@ -403,3 +487,20 @@ def _kinds(outcomes: list[Any]) -> dict[str, int]:
             raise outcome
         kinds[type(outcome).__name__] = kinds.get(type(outcome).__name__, 0) + 1
     return kinds
+
+
+async def _some_jobs(ledger: JobLedger, n: int) -> list[str]:
+    """`n` jobs of both sources in every status a ledger can hold today."""
+    ids: list[str] = []
+    for i in range(n):
+        job = make_job(f"list-{i:04d}")
+        source = "nats" if i % 3 == 0 else "http"
+        await ledger.claim(job, source, A, LEASE)
+        if i % 4 == 1:
+            await ledger.finish(job.job_id, A, completed(job))
+        elif i % 4 == 2:
+            await ledger.finish(job.job_id, A, failed(job))
+        elif i % 8 == 3:
+            await ledger.release(job.job_id, A)
+        ids.append(job.job_id)
+    return ids

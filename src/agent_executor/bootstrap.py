@@ -203,7 +203,9 @@ class Container(containers.DeclarativeContainer):
     app = providers.Singleton(
         create_app, execute=execute, background=background, ledger=ledger, events=events,
         probes=probes, metrics=metrics, names=names,
-        max_event_bytes=settings.provided.max_event_bytes)
+        max_event_bytes=settings.provided.max_event_bytes,
+        cors_allow_origins=settings.provided.cors_allow_origins,
+        api_tokens=settings.provided.api_tokens)
 
 
 # Opened one by one in this order, closed in the reverse order: the stores before

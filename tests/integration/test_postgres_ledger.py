@@ -114,3 +114,33 @@ async def test_readiness_names_the_missing_migration(postgres_db: PostgresDataba
 def test_the_required_migrations_are_the_files_in_migrations() -> None:
     folder = Path(__file__).resolve().parents[2] / "migrations"
     assert REQUIRED_MIGRATIONS == tuple(sorted(p.name for p in folder.glob("*.sql")))
+
+
+async def test_list_pages_jobs_created_at_the_same_instant_by_job_id(
+        postgres_db: PostgresDatabase) -> None:
+    from agent_executor.domain.listing import JobQuery
+    await migrated(postgres_db)
+    ledger = await PostgresJobLedger.create(settings(postgres_db))
+    conn = await asyncpg.connect(postgres_db.dsn)
+    try:
+        ids = [f"tie-{c}" for c in "bAaé_Z9"] + [f"tie-{i}" for i in range(10, 40)]
+        for job_id in ids:
+            await ledger.claim(make_job(job_id), "nats", "worker-a", LEASE)
+        await conn.execute("UPDATE job_ledger SET created_at = '2026-01-01T00:00:00.5Z'")
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await ledger.list_jobs(JobQuery(limit=7, cursor=cursor))
+            seen += [r.job_id for r in page.records]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == sorted(ids, reverse=True)  # code point order whatever the collation
+        await conn.execute("SET enable_seqscan = off")  # a small table: show the index fits
+        plan = "\n".join(r[0] for r in await conn.fetch(
+            "EXPLAIN SELECT job_id FROM job_ledger WHERE (created_at, job_id COLLATE \"C\") "
+            "< (now(), '') ORDER BY created_at DESC, job_id COLLATE \"C\" DESC LIMIT 8"))
+        assert "job_ledger_list_idx" in plan and "Sort" not in plan, plan
+    finally:
+        await conn.close()
+        await ledger.aclose()

@@ -20,6 +20,7 @@ from agent_executor.domain.events import END, StreamEvent, utc_timestamp
 from agent_executor.domain.fingerprint import fingerprint, mismatch_message
 from agent_executor.domain.health import ProbeResult
 from agent_executor.domain.job import Job
+from agent_executor.domain.listing import JobPage, JobQuery, encode_cursor, time_cursor
 from agent_executor.domain.result import AgentOutput, JobRecord, JobResult
 from agent_executor.ports.runtime import EventSink
 
@@ -163,6 +164,20 @@ class FakeLedger:
     async def get(self, job_id: str) -> JobRecord | None:
         self._check()
         return self.records.get(job_id)
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        self._check()
+        after = time_cursor(query.cursor) if query.cursor is not None else None
+        chosen = sorted((r for r in self.records.values()
+                         if (not query.statuses or r.status in query.statuses)
+                         and (not query.sources or r.source in query.sources)
+                         and (after is None or (r.created_at, r.job_id) < after)),
+                        key=lambda r: (r.created_at, r.job_id), reverse=True)
+        page = chosen[:query.limit]
+        more = len(chosen) > query.limit
+        last = page[-1] if page else None
+        return JobPage(page, encode_cursor(last.created_at.isoformat(), last.job_id)
+                       if more and last is not None else None)
 
     def expire(self, job_id: str) -> None:
         owner, _ = self.leases[job_id]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -88,3 +89,46 @@ def test_the_cli_exits_non_zero_naming_the_variables_without_traceback(
     for name in names:
         assert name in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 4
+
+
+def test_cors_origins_and_api_tokens_are_read_as_lists() -> None:
+    s = load_settings({"CORS_ALLOW_ORIGINS": " https://a.example, http://localhost:3000 ,",
+                       "API_TOKENS": "tok-1, tok+2/x=="})
+    assert s.cors_allow_origins == ("https://a.example", "http://localhost:3000")
+    assert s.api_tokens == ("tok-1", "tok+2/x==")
+    assert "tok-1" not in repr(s)
+    unset = load_settings({})
+    assert (unset.cors_allow_origins, unset.api_tokens) == ((), ())
+    assert load_settings({"CORS_ALLOW_ORIGINS": "*"}).cors_allow_origins == ("*",)
+
+
+@pytest.mark.parametrize("origins", ["https://a.example/", "a.example", "https://a.example/ui",
+                                     "*, https://a.example", "ftp://a.example"])
+def test_a_bad_cors_origin_is_named(origins: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"CORS_ALLOW_ORIGINS": origins})
+    assert str(caught.value).count("CORS_ALLOW_ORIGINS") == 1
+
+
+def test_a_bad_api_token_is_named_never_shown() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"API_TOKENS": "good-one, bad token\u00e9"})
+    message = str(caught.value)
+    assert "API_TOKENS=<hidden>" in message and "1 of 2" in message
+    assert "bad" not in message and "good" not in message
+
+
+def test_production_without_api_tokens_warns_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    from agent_executor.adapters import process
+    settings = load_settings({
+        "AGENT_EXECUTOR_PROFILE": "production", "POSTGRES_HOST": "db", "POSTGRES_DB": "a",
+        "POSTGRES_USER": "u", "POSTGRES_PASSWORD": "p", "DRAGONFLY_HOST": "c",
+        "NATS_URL": "nats://n:4222"})
+    with caplog.at_level("WARNING"):
+        process._announce(settings)
+    assert [r.getMessage() for r in caplog.records if "API_TOKENS" in r.getMessage()]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        process._announce(dataclasses.replace(settings, api_tokens=("t",)))
+        process._announce(load_settings({}))
+    assert not [r for r in caplog.records if "API_TOKENS" in r.getMessage()]

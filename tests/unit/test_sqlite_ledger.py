@@ -63,3 +63,27 @@ async def test_an_unusable_path_is_dependency_unavailable(tmp_path: Path) -> Non
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(DependencyUnavailable):
         await SqliteJobLedger.create(tmp_path / "file" / "ledger.sqlite3")
+
+
+async def test_list_pages_jobs_created_at_the_same_instant_by_job_id(tmp_path: Path) -> None:
+    import sqlite3
+
+    from agent_executor.domain.listing import JobQuery
+    ledger = await SqliteJobLedger.create(tmp_path / "ledger.sqlite3")
+    try:
+        ids = [f"tie-{c}" for c in "bAaé_Z9"] + [f"tie-{i}" for i in range(10, 40)]
+        for job_id in ids:
+            await ledger.claim(make_job(job_id), "http", "worker-a", LEASE)
+        with sqlite3.connect(tmp_path / "ledger.sqlite3") as conn:
+            conn.execute("UPDATE job_ledger SET created_at = 1700000000.123456")
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await ledger.list_jobs(JobQuery(limit=7, cursor=cursor))
+            seen += [r.job_id for r in page.records]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == sorted(ids, reverse=True)  # code point order, each once
+    finally:
+        await ledger.aclose()

@@ -8,6 +8,7 @@ every missing required variable is collected and reported together by
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,9 +63,12 @@ ENV_VARS: tuple[str, ...] = (
     "MODEL_TIMEOUT_SECONDS",
     "MODEL_MAX_RETRIES",
     "MODEL_ALLOWED_BASE_URLS",
+    "CORS_ALLOW_ORIGINS",
+    "API_TOKENS",
 )
 SECRET_VARS = frozenset({"POSTGRES_PASSWORD", "DRAGONFLY_PASSWORD", "OPENAI_API_KEY",
-                         "ANTHROPIC_API_KEY"})
+                         "ANTHROPIC_API_KEY",
+                         "API_TOKENS"})
 
 
 class ConfigError(Exception):
@@ -136,6 +140,8 @@ class Settings:
     model_timeout_seconds: float = 120.0
     model_max_retries: int = 2
     model_allowed_base_urls: tuple[str, ...] = ()
+    cors_allow_origins: tuple[str, ...] = ()  # () no CORS; ("*",) any origin
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)  # () no auth
 
     @property
     def execute_type(self) -> str:
@@ -247,6 +253,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                    "must be a whole number from 0 to 100"),
         model_allowed_base_urls=r.parsed("MODEL_ALLOWED_BASE_URLS", (), _url_prefixes,
                                          "must be comma-separated http:// or https:// URLs"),
+        cors_allow_origins=_cors_origins(r),
+        api_tokens=_api_tokens(r),
     )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         r.problems.append(
@@ -294,6 +302,34 @@ def _nats(r: _Reader) -> NatsSettings | None:
         status_subject_prefix=r.text("NATS_STATUS_SUBJECT_PREFIX", "agent.status")
         or "agent.status",
     )
+
+
+_ORIGIN = re.compile(r"^https?://[^/\s:?#]+(:[0-9]{1,5})?$")
+_TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")  # RFC 6750 b64token
+
+
+def _items(r: _Reader, name: str) -> list[str]:
+    return [item.strip() for item in (r.text(name) or "").split(",") if item.strip()]
+
+
+def _cors_origins(r: _Reader) -> tuple[str, ...]:
+    origins = _items(r, "CORS_ALLOW_ORIGINS")
+    bad = [o for o in origins if o != "*" and not _ORIGIN.match(o)]
+    if bad:
+        r.problems.append(f"CORS_ALLOW_ORIGINS: {', '.join(repr(b) for b in bad)} not an "
+                          "origin (scheme://host[:port], no path) or *")
+    elif "*" in origins and len(origins) > 1:
+        r.problems.append("CORS_ALLOW_ORIGINS: * allows every origin; list origins or * alone")
+    return tuple(o for o in origins if o not in bad)
+
+
+def _api_tokens(r: _Reader) -> tuple[str, ...]:
+    tokens = _items(r, "API_TOKENS")
+    bad = sum(1 for t in tokens if not _TOKEN.match(t))
+    if bad:  # never the value: it is a secret
+        r.problems.append(f"API_TOKENS=<hidden>: {bad} of {len(tokens)} tokens hold characters "
+                          "a bearer token cannot (letters, digits and -._~+/ then any =)")
+    return tuple(t for t in tokens if _TOKEN.match(t))
 
 
 def _quote(value: str) -> str:

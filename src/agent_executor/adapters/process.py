@@ -100,6 +100,8 @@ def _announce(settings: cfg.Settings) -> None:
         logger.warning("profile %s: EMBEDDED fallbacks for %s (data under %s); set "
                        "POSTGRES_HOST, DRAGONFLY_HOST and NATS_URL for production",
                        settings.profile, ", ".join(embedded), settings.data_dir.resolve())
+    if settings.profile == "production" and not settings.api_tokens:
+        logger.warning("API_TOKENS is not set: the HTTP API answers anyone who reaches it")
 
 
 @contextlib.contextmanager

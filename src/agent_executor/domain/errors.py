@@ -8,6 +8,7 @@
     ├── JobFinished                 the job already ended; it cannot be cancelled (409)
     ├── JobMismatch                 the job_id is known with another definition or input
     │                               (HTTP 422, NATS term; no result)
+    ├── InvalidRequest              a bad query parameter or header of an API call (400)
     ├── LeaseLost                   this worker no longer owns the job's lease
     ├── DependencyUnavailable       the service's own dependency failed (503, NATS nak)
     └── JobFailure                  the job itself failed; ends it with a `failed` result
@@ -53,6 +54,13 @@ class JobFinished(AgentExecutorError):
 
 class JobMismatch(AgentExecutorError):
     """The job_id names a recorded job whose fingerprint (definition and input) differs."""
+class InvalidRequest(AgentExecutorError):
+    """A request to the API (not a job) is malformed; `details` names each parameter."""
+
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
 
 
 class LeaseLost(AgentExecutorError):

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from agent_executor.domain.job import Job
+from agent_executor.domain.listing import JobPage, JobQuery
 from agent_executor.domain.result import JobRecord, JobResult
 
 
@@ -89,4 +90,17 @@ class JobLedger(Protocol):
 
     async def get(self, job_id: str) -> JobRecord | None:
         """The job's record, or None."""
+        ...
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        """Jobs newest first by `(created_at, job_id)` (ties broken by job_id, compared
+        by code point), filtered by `query.statuses` and `query.sources` (empty: any),
+        at most `query.limit` of them, after `query.cursor`.
+
+        Keyset pages: paging with `next_cursor` until it is None returns every job
+        that existed throughout, each exactly once, whatever is added meanwhile (new
+        jobs sort before the cursor). The records' results may omit the agent's
+        output (the list shows no result bodies). A cursor this ledger did not
+        write raises `InvalidRequest`.
+        """
         ...

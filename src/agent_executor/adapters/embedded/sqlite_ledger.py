@@ -29,6 +29,7 @@ from agent_executor.domain.errors import (
 from agent_executor.domain.fingerprint import fingerprint, mismatch_message
 from agent_executor.domain.health import ProbeResult
 from agent_executor.domain.job import Job
+from agent_executor.domain.listing import JobPage, JobQuery, encode_cursor, number_cursor
 from agent_executor.domain.result import JobRecord, JobResult
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ CREATE TABLE IF NOT EXISTS job_ledger (
 );
 CREATE INDEX IF NOT EXISTS job_ledger_unfinished_lease_idx
     ON job_ledger (lease_expires_at) WHERE finished_at IS NULL;
+CREATE INDEX IF NOT EXISTS job_ledger_list_idx ON job_ledger (created_at, job_id);
+CREATE INDEX IF NOT EXISTS job_ledger_list_status_idx
+    ON job_ledger (status, created_at, job_id);
 """
 _CLAIM = f"""
 INSERT INTO job_ledger (job_id, trace_id, source, status, attempts, job, lease_owner,
@@ -139,6 +143,13 @@ UPDATE job_ledger
                   ORDER BY lease_expires_at LIMIT 1)
    AND finished_at IS NULL AND {_LEASE_FREE}
 RETURNING {_COLUMNS}, job"""
+
+# GET /jobs: keyset pages; the list shows no result bodies, so the agent's output stays.
+_LIST_COLUMNS = ", ".join("json_remove(result, '$.result') AS result" if c == "result" else c
+                          for c in _COLUMNS.split(", "))
+_BY_STATUS = "status IN (SELECT value FROM json_each(:statuses))"
+_BY_SOURCE = "source IN (SELECT value FROM json_each(:sources))"
+_AFTER = "(created_at, job_id) < (:at, :after)"
 
 
 class SqliteJobLedger:
@@ -271,6 +282,24 @@ class SqliteJobLedger:
     async def get(self, job_id: str) -> JobRecord | None:
         rows = await self._fetch(_GET, {"job_id": job_id})
         return _record(rows[0]) if rows else None
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        params: dict[str, Any] = {"limit": query.limit + 1,
+                                  "statuses": json.dumps(sorted(query.statuses)),
+                                  "sources": json.dumps(sorted(query.sources))}
+        where = [clause for wanted, clause in ((query.statuses, _BY_STATUS),
+                                               (query.sources, _BY_SOURCE)) if wanted]
+        if query.cursor is not None:
+            params["at"], params["after"] = number_cursor(query.cursor)
+            where.append(_AFTER)
+        condition = f"WHERE {' AND '.join(where)} " if where else ""
+        rows = await self._fetch(f"SELECT {_LIST_COLUMNS} FROM job_ledger {condition}"
+                                 "ORDER BY created_at DESC, job_id DESC LIMIT :limit", params)
+        records = [_record(row) for row in rows[:query.limit]]
+        more = len(rows) > query.limit
+        return JobPage(records, encode_cursor(rows[query.limit - 1]["created_at"],
+                                              rows[query.limit - 1]["job_id"])
+                       if more else None)
 
     async def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[sqlite3.Row]:
         """Run one statement to completion (committing it); the one place SQLite

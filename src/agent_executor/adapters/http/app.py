@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,6 +18,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent_executor.adapters.cloudevents_codec import EventNames, read_job, result_event
+from agent_executor.adapters.http.auth import access_middleware
+from agent_executor.adapters.http.listing import job_query
+from agent_executor.adapters.http.openapi import openapi_document
 from agent_executor.adapters.http.sse import sse_stream
 from agent_executor.adapters.metrics import PrometheusMetrics
 from agent_executor.domain.background import BackgroundJobs
@@ -25,6 +28,7 @@ from agent_executor.domain.errors import (
     AgentExecutorError,
     DependencyUnavailable,
     InvalidJob,
+    InvalidRequest,
     JobConflict,
     JobFinished,
     JobMismatch,
@@ -46,6 +50,7 @@ DISCARD_LIMIT_FACTOR = 16
 # The one error-to-status table.
 ERROR_STATUS: dict[type[AgentExecutorError], int] = {
     InvalidJob: 400,
+    InvalidRequest: 400,
     JobNotFound: 404,
     JobConflict: 409,
     JobFinished: 409,
@@ -62,7 +67,8 @@ class PayloadTooLarge(Exception):
 def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLedger,
                events: EventStream, probes: Sequence[ReadinessProbe],
                metrics: PrometheusMetrics, names: EventNames, max_event_bytes: int,
-               probe_timeout_seconds: float = 2.0) -> Starlette:
+               probe_timeout_seconds: float = 2.0, cors_allow_origins: Collection[str] = (),
+               api_tokens: Collection[str] = ()) -> Starlette:
     """Build the Starlette app from what bootstrap hands over."""
 
     async def post_job(request: Request) -> Response:
@@ -124,8 +130,18 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
         return Response(metrics.exposition(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    async def list_jobs(request: Request) -> Response:
+        page = await ledger.list_jobs(job_query(request.query_params))
+        return JSONResponse(page.to_data())
+
+    async def openapi(_: Request) -> Response:
+        return Response(openapi_document(), media_type="application/json")
+
     routes = [
         Route("/", post_job, methods=["POST"]),
+        Route("/jobs", list_jobs, methods=["GET"]),
+        Route("/jobs/", list_jobs, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
         Route("/jobs/{job_id:path}/events", job_events, methods=["GET"]),
         Route("/jobs/{job_id:path}/cancel", cancel_job, methods=["POST"]),
         Route("/jobs/{job_id:path}", get_job, methods=["GET"]),
@@ -140,7 +156,9 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
         Exception: _internal_error,
     }
     return Starlette(routes=routes, exception_handlers=handlers,
-                     middleware=[Middleware(RequestMetrics, metrics=metrics)])
+                     middleware=[Middleware(RequestMetrics, metrics=metrics),
+                                 *access_middleware(cors_allow_origins=cors_allow_origins,
+                                                    api_tokens=api_tokens, routes=routes)])
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

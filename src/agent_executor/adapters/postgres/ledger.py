@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from agent_executor.adapters.config import PostgresSettings
+from agent_executor.adapters.postgres.job_list import page_sql
 from agent_executor.adapters.postgres.pool import DRIVER_ERRORS, create_pool, quote_ident
 from agent_executor.domain.errors import (
     DependencyUnavailable,
@@ -23,6 +24,7 @@ from agent_executor.domain.errors import (
 )
 from agent_executor.domain.fingerprint import fingerprint, mismatch_message
 from agent_executor.domain.job import Job
+from agent_executor.domain.listing import JobPage, JobQuery, encode_cursor
 from agent_executor.domain.result import JobRecord, JobResult
 
 _COLUMNS = ("job_id, trace_id, status, attempts, source, created_at, updated_at, "
@@ -237,6 +239,15 @@ class PostgresJobLedger:
             row = await conn.fetchrow(self._get_sql, job_id)
         return None if row is None else _record(row)
 
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        sql, args = page_sql(f"{quote_ident(self.schema)}.job_ledger", _COLUMNS, query)
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql, *args)
+        records = [_record(row) for row in rows[:query.limit]]
+        last = records[-1] if len(rows) > query.limit else None
+        return JobPage(records, None if last is None else
+                       encode_cursor(last.created_at.isoformat(), last.job_id))
+
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
         """A pooled connection; the one place driver errors become domain errors."""
@@ -275,3 +286,4 @@ def _record(row: Mapping[str, Any]) -> JobRecord:
 def _job(data: Mapping[str, Any]) -> Job:
     return Job(job_id=data["job_id"], trace_id=data["trace_id"],
                agent_definition=data["agent_definition"], input_payload=data["input_payload"])
+

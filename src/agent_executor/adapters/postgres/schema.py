@@ -12,6 +12,7 @@ REQUIRED_MIGRATIONS: tuple[str, ...] = (
     "0001_job_ledger.sql",
     "0002_langgraph_checkpoints.sql",
     "0003_result_outbox.sql",
+    "0004_job_list_index.sql",
     "0005_job_lifecycle.sql",
 )
 
