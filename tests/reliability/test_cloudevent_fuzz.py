@@ -118,8 +118,7 @@ def test_nats_decoding_refuses_every_broken_event_with_term(case: Case, delivere
     identity = job_identity(case.headers, case.body)
     assert (identity[0] if identity else None) == case.job_id, case.what
     decision = settle(error, delivered, 5, RetryPolicy())
-    assert decision.action == "term"
-    assert decision.failed is not None and decision.failed.type == "InvalidJob"
+    assert (decision.action, decision.reject, decision.give_up) == ("term", True, None)
 
 
 @fuzz(500)
@@ -187,10 +186,13 @@ async def test_a_live_consumer_terms_every_bad_message_and_keeps_running(
         assert _metric(metrics, "nats_redeliveries_total") == 0
         completed = [r for r in results if r["type"].endswith(".completed")]
         assert [r["subject"] for r in completed] == [canary["job_id"]]
-        failed = {r["subject"]: r["data"]["error"] for r in results
-                  if r["type"].endswith(".failed")}
-        assert set(failed) == {c.job_id for c in cases if c.job_id is not None}
-        assert {error["type"] for error in failed.values()} <= {"InvalidJob"}
+        # a rejection per unreadable message, never a job's result
+        assert not [r for r in results if r["type"].endswith(".failed")]
+        rejected = [r for r in results if r["type"].endswith(".rejected")]
+        assert len(rejected) == len({r["id"] for r in rejected}) == len(cases)
+        assert {r["data"].get("job_id") for r in rejected} - {None} == {
+            c.job_id for c in cases if c.job_id is not None}
+        assert {r["data"]["error"]["type"] for r in rejected} == {"InvalidJob"}
     finally:
         service.kill()
 
