@@ -123,6 +123,26 @@ async def test_a_job_s_stream_gets_one_end_however_many_writers_send_one(
     assert _metric(metrics, "stream_events_published_total", event_type=END) == 1
 
 
+async def test_a_writer_whose_numbers_went_stale_never_reuses_a_seq(
+        stream: DragonflyEventStream) -> None:
+    """A worker stopped mid-run (its lease lapsed while PostgreSQL restarted) may still
+    send a batch after the worker that resumed the job sent its own: the late batch is
+    renumbered after it, never given the same seqs (seen as 16, 16, 17, 17, ...)."""
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+    stale = await stream.writer(job_id, "trace")
+    await stale.emit(LLM_STREAM, _token(0))
+    while stale.published < 1:  # the first batch is out: its next seq is cached (2)
+        await asyncio.sleep(0.005)
+    resumed = await stream.writer(job_id, "trace")
+    for i in range(1, 4):
+        await resumed.emit(LLM_STREAM, _token(i))
+    await resumed.aclose()
+    await stale.emit(LLM_STREAM, _token(9))
+    await stale.aclose()
+    seqs = [e.seq for e in await _collect(stream.follow(job_id, live=False))]
+    assert seqs == [1, 2, 3, 4, 5]
+
+
 async def test_emitting_ten_thousand_tokens_does_not_wait_for_the_network(
         stream: DragonflyEventStream, metrics: PrometheusMetrics) -> None:
     job_id = f"job-{uuid.uuid4().hex[:8]}"

@@ -177,7 +177,14 @@ class Observer:
                                       headers={"Content-Type": "application/cloudevents+json"})
 
     async def results(self) -> list[StoredResult]:
-        """Every message stored on AGENT_STATUS, in order."""
+        """Every job result stored on AGENT_STATUS, in order (rejections of unreadable
+        messages, never a job's result, are left out: see `rejections`)."""
+        return [r for r in await self._stored() if not r.subject.endswith(".rejected")]
+
+    async def rejections(self) -> list[StoredResult]:
+        return [r for r in await self._stored() if r.subject.endswith(".rejected")]
+
+    async def _stored(self) -> list[StoredResult]:
         info = await self.js.stream_info(NATS_STATUS_STREAM_NAME)
         stored = []
         if info.state.messages:
@@ -248,7 +255,9 @@ def check_exactly_once(jobs: list[dict[str, Any]], results: list[StoredResult]) 
     duplicated = {job_id: n for job_id, n in per_job.items() if n != 1}
     strangers = sorted(set(per_job) - ids)
     assert not missing, f"{len(missing)} job(s) without a result: {missing[:5]}"
-    assert not duplicated, f"job(s) with more than one result: {duplicated}"
+    assert not duplicated, "job(s) with more than one result: " + "; ".join(
+        f"{job_id}: {[(r.msg_id, r.data.get('attempts'), r.data.get('error')) for r in results if r.data['job_id'] == job_id]}"
+        for job_id in duplicated)
     assert not strangers, f"results of jobs never sent: {strangers[:5]}"
     msg_ids = Counter(r.msg_id for r in results)
     assert all(n == 1 for n in msg_ids.values()), "a Nats-Msg-Id stored twice"

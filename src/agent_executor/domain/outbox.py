@@ -88,19 +88,21 @@ def end_data(result: JobResult) -> Mapping[str, Any]:
 
 async def replay_finished(events: EventStream, result: JobResult,
                           after_seq: int) -> AsyncIterator[StreamEvent]:
-    """A finished job's events after `after_seq`, always closed by its `end`: when the
-    buffer lacks it (lost with Dragonfly, or expired), one is built from the ledger's
-    result, numbered after the last event seen."""
+    """A finished job's events after `after_seq`, always closed by its `end`: when what
+    could be read lacks it (lost with Dragonfly, expired, or unreadable right now), one
+    is built from the ledger's result, numbered after the last event seen; a client
+    resuming past the stream's `end` gets nothing more."""
     last = after_seq
     async for event in events.follow(result.job_id, after_seq, live=False):
         last = event.seq
         yield event
         if event.event_type == ev.END:
             return
-    try:
-        if await events.has_end(result.job_id):
-            return  # it was there, at or before `after_seq`
-    except DependencyUnavailable:
-        pass
+    if after_seq > 0:  # a client resuming: had it seen the end already?
+        try:
+            if await events.has_end(result.job_id):
+                return
+        except DependencyUnavailable:
+            pass
     yield StreamEvent(ev.END, result.job_id, result.trace_id, last + 1, utc_timestamp(),
                       end_data(result))

@@ -55,6 +55,9 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutEr
 # there (so two deliveries of a finished job that both repair a missing `end`
 # give one, not two). This script is the one place of that rule for Dragonfly.
 # A batch id already applied (the marker holds "id count") is not applied again.
+# A batch numbered at or below the counter (a writer whose numbers are stale: another
+# writer of the job sent meanwhile) is refused with -1, so no `seq` is ever used twice;
+# the writer renumbers it from the counter and sends it again.
 # KEYS: replay list, seq counter, end marker, last batch marker (all declared, as
 # Dragonfly requires of scripts); ARGV: last seq, TTL, channel, position of `end`
 # in the batch (0: none), batch id, events. Returns {events appended, counter}.
@@ -68,6 +71,10 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
   return {0, tonumber(redis.call('GET', KEYS[2]) or '0')}
 end
 local last, n, end_at = tonumber(ARGV[1]), #ARGV - 5, tonumber(ARGV[4])
+local stored = tonumber(redis.call('GET', KEYS[2]) or '0')
+if last - n + 1 <= stored then
+  return {-1, stored}
+end
 if end_at > 0 then
   redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
   last = last - (n - end_at)
@@ -240,14 +247,23 @@ class DragonflyEventWriter:
                     stored = await self._client.get(self._keys.seq)
                     # max(): a restarted, empty Dragonfly must not make seq go back.
                     self._next_seq = max(int(stored or 0), self._sent_through) + 1
-                first = self._next_seq
-                payloads = [self._payload(first + i, event) for i, event in enumerate(batch)]
-                end_at = next((i + 1 for i, event in enumerate(batch) if event[0] == END), 0)
-                keys = self._keys
-                appended, counter = (int(v) for v in await self._append(
-                    keys=[keys.replay, keys.seq, keys.end, keys.batch],
-                    args=[first + len(batch) - 1, self._limits.replay_ttl_seconds,
-                          keys.channel, end_at, self._batch_id, *payloads]))
+                appended = -1
+                for _ in range(3):  # renumbered when another writer sent meanwhile
+                    first = self._next_seq
+                    payloads = [self._payload(first + i, event)
+                                for i, event in enumerate(batch)]
+                    end_at = next((i + 1 for i, event in enumerate(batch)
+                                   if event[0] == END), 0)
+                    keys = self._keys
+                    appended, counter = (int(v) for v in await self._append(
+                        keys=[keys.replay, keys.seq, keys.end, keys.batch],
+                        args=[first + len(batch) - 1, self._limits.replay_ttl_seconds,
+                              keys.channel, end_at, self._batch_id, *payloads]))
+                    if appended >= 0:
+                        break
+                    self._next_seq = counter + 1
+                if appended < 0:
+                    raise TimeoutError("the stream's counter kept moving under this writer")
         except DRIVER_ERRORS as exc:
             self._next_seq = None
             self._warn_once(exc)
