@@ -246,6 +246,10 @@ class Observer:
         return [json.loads(raw) for raw in await self.redis.lrange(keys.replay, 0, -1)]
 
 
+def _described(results: Any) -> list[tuple[str, Any, Any]]:
+    return [(r.msg_id, r.data.get("attempts"), r.data.get("error")) for r in results]
+
+
 def check_exactly_once(jobs: list[dict[str, Any]], results: list[StoredResult]) -> None:
     """Each job: exactly one result message, `{job_id}:completed`; its final thread
     holds its input message once."""
@@ -256,7 +260,7 @@ def check_exactly_once(jobs: list[dict[str, Any]], results: list[StoredResult]) 
     strangers = sorted(set(per_job) - ids)
     assert not missing, f"{len(missing)} job(s) without a result: {missing[:5]}"
     assert not duplicated, "job(s) with more than one result: " + "; ".join(
-        f"{job_id}: {[(r.msg_id, r.data.get('attempts'), r.data.get('error')) for r in results if r.data['job_id'] == job_id]}"
+        f"{job_id}: {_described(r for r in results if r.data['job_id'] == job_id)}"
         for job_id in duplicated)
     assert not strangers, f"results of jobs never sent: {strangers[:5]}"
     msg_ids = Counter(r.msg_id for r in results)

@@ -47,6 +47,8 @@ def test_the_last_delivery_gives_up_with_a_retryable_failure_and_terminates() ->
 def test_a_job_running_elsewhere_is_retried_then_dropped_without_a_result(
         error: Exception) -> None:
     assert settle(error, 2, 5, POLICY).action == "nak"
+    # looked at again soon, so that its result is republished inside the duplicate window
+    assert settle(error, 4, 5, POLICY).delay == POLICY.elsewhere_cap_seconds < POLICY.delay(4)
     last = settle(error, 5, 5, POLICY)
     assert (last.action, last.give_up) == ("ack", None)
 

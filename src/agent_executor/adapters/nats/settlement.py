@@ -35,6 +35,10 @@ class RetryPolicy:
     base_seconds: float = 5.0
     factor: float = 3.0
     cap_seconds: float = 300.0
+    # A copy of a job that runs elsewhere is looked at again soon: when the job ends,
+    # this copy publishes its result again within the status stream's duplicate
+    # window (120 s) instead of minutes later, when it would be stored twice.
+    elsewhere_cap_seconds: float = 15.0
 
     def delay(self, num_delivered: int) -> float:
         exponent = max(0, num_delivered - 1)
@@ -63,7 +67,8 @@ def settle(error: BaseException, num_delivered: int, max_deliver: int,
     if isinstance(error, JobConflict | LeaseLost):
         if last:
             return Settlement("ack", outcome="running elsewhere; this duplicate is dropped")
-        return Settlement("nak", policy.delay(num_delivered), outcome="running elsewhere")
+        return Settlement("nak", min(policy.delay(num_delivered), policy.elsewhere_cap_seconds),
+                          outcome="running elsewhere")
     if last:
         kind = "DependencyUnavailable" if isinstance(error, DependencyUnavailable) \
             else "InternalError"
