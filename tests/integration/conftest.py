@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from agent_executor.adapters.metrics import PrometheusMetrics
 from tests.integration.nats_harness import World, close_world, open_world
 
 PG_PORT = int(os.environ.get("TEST_POSTGRES_PORT", "15433"))
@@ -89,3 +90,15 @@ async def world(nats_url: str, tmp_path: Path) -> AsyncIterator[World]:
         yield w
     finally:
         await close_world(w)
+
+
+@pytest.fixture
+def metrics() -> PrometheusMetrics:
+    """A registry of its own."""
+    return PrometheusMetrics()
+
+
+def metric_sample(metrics: PrometheusMetrics, name: str, **labels: str) -> float:
+    """`agent_executor_{name}` with these labels, 0 when never counted."""
+    value = metrics.registry.get_sample_value(f"agent_executor_{name}", labels or None)
+    return value or 0.0

@@ -31,18 +31,9 @@ from agent_executor.domain.result import AgentOutput, JobResult
 from agent_executor.ports.runtime import EventSink
 from tests.event_stream_contract import collect as _collect
 from tests.event_stream_contract import token as _token
+from tests.integration.conftest import metric_sample as _metric
 
 pytestmark = pytest.mark.integration
-
-
-def _metric(metrics: PrometheusMetrics, name: str, **labels: str) -> float:
-    value = metrics.registry.get_sample_value(f"agent_executor_{name}", labels or None)
-    return value or 0.0
-
-
-@pytest.fixture
-def metrics() -> PrometheusMetrics:
-    return PrometheusMetrics()
 
 
 async def _served(events: AsyncIterator[StreamEvent]) -> list[int]:

@@ -18,18 +18,9 @@ from agent_executor.adapters.dragonfly.probe import DragonflyReadinessProbe
 from agent_executor.adapters.metrics import PrometheusMetrics
 from agent_executor.domain.events import END, LLM_STREAM, StreamEvent
 from tests.event_stream_contract import EventStreamContract
+from tests.integration.conftest import metric_sample as _metric
 
 pytestmark = pytest.mark.integration
-
-
-def _metric(metrics: PrometheusMetrics, name: str, **labels: str) -> float:
-    value = metrics.registry.get_sample_value(f"agent_executor_{name}", labels or None)
-    return value or 0.0
-
-
-@pytest.fixture
-def metrics() -> PrometheusMetrics:
-    return PrometheusMetrics()
 
 
 @pytest.fixture

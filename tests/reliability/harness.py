@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import nats
 from nats.aio.client import Client
@@ -119,6 +120,17 @@ class Stack:
     def stop_workers(self) -> None:
         for worker in self.workers:
             worker.kill()
+
+    async def ledger_rows(self, sql: str) -> list[Any]:
+        """Rows of a query on the stack's ledger database."""
+        env = self.postgres.env(self.database)
+        conn = await asyncpg.connect(host=env["POSTGRES_HOST"], port=int(env["POSTGRES_PORT"]),
+                                     user=env["POSTGRES_USER"],
+                                     password=env["POSTGRES_PASSWORD"], database=self.database)
+        try:
+            return list(await conn.fetch(sql))
+        finally:
+            await conn.close()
 
     def logs(self) -> str:
         return "\n".join(f"--- {w.log}\n{w.logs()[-4000:]}" for w in self.workers)

@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
-import asyncpg
 import httpx
 from redis.exceptions import RedisError
 
@@ -148,7 +147,7 @@ async def test_after_a_dragonfly_outage_every_finished_job_can_be_followed_to_it
         check_exactly_once(jobs, results)
 
         async def nothing_owed() -> bool:
-            rows = await _ledger_rows(stack)
+            rows = await stack.ledger_rows("SELECT job_id, published_at FROM job_ledger")
             return all(r["published_at"] is not None for r in rows)
         await wait_for(nothing_owed, 60, "every result marked published", interval=0.25)
 
@@ -171,13 +170,3 @@ async def test_after_a_dragonfly_outage_every_finished_job_can_be_followed_to_it
         assert without_end == [], without_end[:5]
         assert buffers_without_end == [], buffers_without_end[:5]
 
-
-async def _ledger_rows(stack: Stack) -> list[Any]:
-    env = stack.postgres.env(stack.database)
-    conn = await asyncpg.connect(host=env["POSTGRES_HOST"], port=int(env["POSTGRES_PORT"]),
-                                 user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"],
-                                 database=stack.database)
-    try:
-        return list(await conn.fetch("SELECT job_id, published_at FROM job_ledger"))
-    finally:
-        await conn.close()

@@ -14,7 +14,6 @@ import json
 from collections import Counter
 from typing import Any
 
-import asyncpg
 import httpx
 
 from tests.integration.service import wait_for
@@ -55,17 +54,6 @@ async def _post_somewhere(stack: Stack, client: httpx.AsyncClient, index: int,
     await wait_for(accepted, 60, f"a worker to accept {data['job_id']}", interval=0.2)
 
 
-async def _ledger(stack: Stack, sql: str) -> list[asyncpg.Record]:
-    env = stack.postgres.env(stack.database)
-    conn = await asyncpg.connect(host=env["POSTGRES_HOST"], port=int(env["POSTGRES_PORT"]),
-                                 user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"],
-                                 database=stack.database)
-    try:
-        return list(await conn.fetch(sql))
-    finally:
-        await conn.close()
-
-
 async def test_every_recorded_http_result_reaches_the_status_subject(stack: Stack) -> None:
     await stack.start_workers(2)
     jobs = [scripted_job(DELAY_MS) for _ in range(HTTP_JOBS)]
@@ -94,7 +82,7 @@ async def test_every_recorded_http_result_reaches_the_status_subject(stack: Stac
             poster.cancel()
             await asyncio.gather(killer, poster, return_exceptions=True)
         results = await observer.results()
-        rows = await _ledger(stack, "SELECT job_id, status, published_at FROM job_ledger")
+        rows = await stack.ledger_rows("SELECT job_id, status, published_at FROM job_ledger")
 
     assert stack.kills >= MIN_KILLS, f"only {stack.kills} kill(s) during the load"
     recorded = {r["job_id"] for r in rows if r["status"] == "completed"}
