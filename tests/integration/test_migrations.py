@@ -52,7 +52,8 @@ async def test_empty_database_then_nothing_left_to_apply(postgres_db: PostgresDa
         applied = await conn.fetch("SELECT filename, applied_at FROM schema_migrations")
         assert sorted(r["filename"] for r in applied) == [
             "0001_job_ledger.sql", "0002_langgraph_checkpoints.sql", "0003_result_outbox.sql",
-            "0004_job_list_index.sql", "0005_job_lifecycle.sql"]
+            "0004_job_list_index.sql", "0005_job_lifecycle.sql",
+            "0006_steering.sql"]
 
         second = await run_migrations(postgres_db)
         assert second.returncode == 0, second.output

@@ -52,6 +52,12 @@ class JobFinished(AgentExecutorError):
     """The job already ended (completed, failed or cancelled)."""
 
 
+class WrongJobState(AgentExecutorError):
+    """The job is not in a state the request needs: a resume of a job that is not
+    interrupted (or of another interrupt than the pending one), a retry of a job that
+    is not failed or cancelled."""
+
+
 class JobMismatch(AgentExecutorError):
     """The job_id names a recorded job whose fingerprint (definition and input) differs."""
 class InvalidRequest(AgentExecutorError):

@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agent_executor.domain.errors import JobFailure
+from agent_executor.domain.interrupts import Resume
 
 JobStatus = Literal["pending", "running", "interrupted", "completed", "failed", "cancelled"]
-ResultStatus = Literal["completed", "failed", "cancelled"]
+ResultStatus = Literal["completed", "failed", "cancelled", "interrupted"]
+"""A run's outcome; `interrupted` is the one that is not final (CONTRACT section 2a)."""
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -53,12 +55,21 @@ class JobResult:
     duration_ms: int | None = None
     reason: str | None = None  # cancelled
     run: int = 1
+    interrupt: Mapping[str, Any] | None = None  # interrupted: the on_interrupt data
+    interrupt_n: int = 0  # interrupted: the n-th interrupt of the job (the ledger counts)
 
     @property
     def event_id(self) -> str:
-        """`{job_id}:{status}` for the first run, `{job_id}:{status}:{run}` after."""
+        """`{job_id}:{status}` for the first run, `{job_id}:{status}:{run}` after;
+        `{job_id}:interrupted:{n}` for the job's n-th interrupt."""
+        if self.status == "interrupted":
+            return f"{self.job_id}:interrupted:{self.interrupt_n}"
         return f"{self.job_id}:{self.status}" if self.run == 1 else \
             f"{self.job_id}:{self.status}:{self.run}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
 
     @classmethod
     def completed(cls, job_id: str, trace_id: str, attempts: int, output: AgentOutput,
@@ -78,6 +89,13 @@ class JobResult:
         return cls(job_id, trace_id, "cancelled", attempts, datetime.now(UTC),
                    reason=reason, duration_ms=duration_ms)
 
+    @classmethod
+    def interrupted(cls, job_id: str, trace_id: str, attempts: int,
+                    interrupt: Mapping[str, Any], run: int = 1) -> JobResult:
+        """A paused run; the ledger numbers it (`interrupt_n`) when recording it."""
+        return cls(job_id, trace_id, "interrupted", attempts, datetime.now(UTC),
+                   interrupt=dict(interrupt), run=run)
+
     def to_data(self, *, truncated: bool = False) -> dict[str, Any]:
         """The result CloudEvent's `data`. `truncated`: without the conversation and
         the files, pointing at `result_url` instead (CONTRACT section 6: a result too
@@ -94,6 +112,8 @@ class JobResult:
             data["error"] = self.error.to_data()
         if self.reason is not None:
             data["reason"] = self.reason
+        if self.interrupt is not None:
+            data["interrupt"] = dict(self.interrupt)
         data["attempts"] = self.attempts
         data["run"] = self.run
         if self.duration_ms is not None:
@@ -102,7 +122,10 @@ class JobResult:
 
     def to_record(self) -> dict[str, Any]:
         """`to_data` plus the finish time: what a ledger stores to return it unchanged."""
-        return {**self.to_data(), "finished_at": self.finished_at.isoformat()}
+        record = {**self.to_data(), "finished_at": self.finished_at.isoformat()}
+        if self.status == "interrupted":
+            record["interrupt_n"] = self.interrupt_n
+        return record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> JobResult:
@@ -117,7 +140,8 @@ class JobResult:
             error=ErrorInfo(error["type"], error["message"], bool(error.get("retryable")))
             if error else None,
             duration_ms=record.get("duration_ms"), reason=record.get("reason"),
-            run=int(record.get("run", 1)),
+            run=int(record.get("run", 1)), interrupt=record.get("interrupt"),
+            interrupt_n=int(record.get("interrupt_n", 0)),
         )
 
 
@@ -136,10 +160,24 @@ class JobRecord:
     result: JobResult | None = None
     run: int = 1
     cancel_reason: str | None = None  # a cancel was asked for while it ran
+    resume: Resume | None = None  # decisions recorded, not yet applied by a run
+    run_attempts: int | None = None  # attempts of this run (None: all of them)
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def settled(self) -> JobResult | None:
+        """What a delivery of this job gets without running it: the finished job's
+        result, or the interrupted job's pending interrupt; None when it may run."""
+        if self.result is not None and (self.finished or self.status == "interrupted"):
+            return self.result
+        return None
+
+    @property
+    def attempts_this_run(self) -> int:
+        return self.attempts if self.run_attempts is None else self.run_attempts
 
     def to_data(self) -> dict[str, Any]:
         """The `GET /jobs/{job_id}` view."""
@@ -149,11 +187,14 @@ class JobRecord:
                                 "created_at": self.created_at.isoformat(),
                                 "updated_at": self.updated_at.isoformat(),
                                 "finished_at": self.result.finished_at.isoformat()
-                                if self.result is not None else None}
+                                if self.result is not None and self.finished else None}
         if self.result is not None and self.result.output is not None:
             data["result"] = self.result.output.to_data()
         if self.result is not None and self.result.error is not None:
             data["error"] = self.result.error.to_data()
         if self.result is not None and self.result.reason is not None:
             data["reason"] = self.result.reason
+        if self.status == "interrupted" and self.result is not None \
+                and self.result.interrupt is not None:
+            data["interrupt"] = dict(self.result.interrupt)
         return data

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from agent_executor.domain.interrupts import Resume
 from agent_executor.domain.job import Job
 from agent_executor.domain.listing import JobPage, JobQuery
 from agent_executor.domain.result import JobRecord, JobResult
@@ -20,8 +21,12 @@ class JobLedger(Protocol):
 
         - unknown job: recorded (with its JobExecutionEvent) as `running`, attempts 1;
         - finished job: returned unchanged (`record.result` set), no lease taken;
-        - unfinished job whose lease is free or expired: lease taken, attempts + 1,
-          `running`, `started_at` kept from the first attempt;
+        - interrupted job: returned unchanged (`record.result` holds its pending
+          interrupt, see `JobRecord.settled`), no lease taken: it waits for `resume`;
+        - unfinished job whose lease is free or expired (pending, including one
+          resumed or retried): lease taken, attempts + 1, `running`, `started_at`
+          kept from the run's first attempt; `record.resume` carries the decisions a
+          `resume` recorded, `record.run_attempts` the attempts of this run;
         - unfinished job under a live lease (whoever holds it): raises `JobConflict`;
         - a known job_id with another fingerprint (definition, input): raises
           `JobMismatch`, whatever its state.
@@ -37,8 +42,9 @@ class JobLedger(Protocol):
     async def cancel(self, job_id: str, reason: str, *, keep_unknown: bool) -> JobRecord:
         """Ask for the job to end `cancelled`; returns its record after the request.
 
-        - unfinished job whose lease is free or expired (pending): finished at once
-          with a `cancelled` result (`record.result` set): it never starts;
+        - unfinished job whose lease is free or expired (pending or interrupted):
+          finished at once with a `cancelled` result of its run (`record.result` set,
+          not yet published): it never starts (again);
         - unfinished job under a live lease: the request is noted (`cancel_reason`);
           its runner sees it at its next renewal (or sooner, by a broadcast) and
           records the `cancelled` result itself;
@@ -56,24 +62,62 @@ class JobLedger(Protocol):
         """
         ...
 
+    async def interrupt(self, job_id: str, owner: str, result: JobResult) -> JobResult:
+        """Record that the run paused (`result.status == "interrupted"`, its
+        `interrupt` the pending one) and free the lease: the job is `interrupted`, not
+        claimable, until `resume` (or `cancel`). Returns what is recorded, numbered:
+        `interrupt_n` is one more than the job's previous interrupt, or the same
+        number when the job's last interrupt had this `interrupt_id` (the same pause
+        recorded again after a crash). Clears the applied `resume`. Raises `LeaseLost`
+        if `owner` does not hold the lease."""
+        ...
+
+    async def resume(self, job_id: str, resume: Resume) -> JobRecord:
+        """Record the decisions for the job's pending interrupt; returns its record.
+
+        - interrupted job whose pending interrupt is `resume.interrupt_id`: `pending`
+          with `record.resume` set, its interrupt cleared from `result` (the lease is
+          free: any replica may claim it, `claim_orphan` included); `started_at` moves
+          on by the time it waited, so JOB_TIMEOUT_SECONDS counts running time only;
+        - any other state, or another interrupt id: raises `WrongJobState` (saying
+          the status, or the pending interrupt's id);
+        - unknown job: raises `JobNotFound`.
+        """
+        ...
+
+    async def retry(self, job_id: str) -> JobRecord:
+        """Start the next run of a `failed` or `cancelled` job; returns its record.
+
+        `pending`, `run` + 1, no result, not published, no cancel request, no resume,
+        `started_at` cleared (the run's timeout starts afresh); `attempts` count on,
+        and `record.run_attempts` is 0 (MAX_JOB_ATTEMPTS counts per run). Raises
+        `JobNotFound` for an unknown job and `WrongJobState` for one in any other
+        state, or for a job cancelled before it arrived (nothing recorded to run).
+        """
+        ...
+
     async def abandon(self, job: Job, source: str, result: JobResult) -> JobResult:
         """Give up on a job that no worker is running: record `result` (a `failed` one)
         without holding a lease. Returns what is recorded.
 
         - unknown job: recorded (with its JobExecutionEvent) as finished with `result`;
         - finished job: its recorded result, unchanged;
+        - interrupted job: its pending interrupt, unchanged;
         - unfinished job whose lease is free or expired: finished with `result`;
         - unfinished job under a live lease: raises `JobConflict` (it ends on its own).
         """
         ...
 
-    async def mark_published(self, job_id: str) -> None:
-        """Note that the finished job's result (and its stream's `end`) went out."""
+    async def mark_published(self, job_id: str, event_id: str) -> None:
+        """Note that the recorded outcome whose event id is `event_id` (a result and its
+        stream's `end`, or an interrupt) went out; a no-op if the job holds another
+        outcome by now."""
         ...
 
     async def unpublished(self, older_than_seconds: float, limit: int) -> list[JobResult]:
-        """Results recorded at least `older_than_seconds` ago and not marked published
-        (the outbox: a process died between recording and publishing), oldest first."""
+        """Outcomes (results and pending interrupts) recorded at least
+        `older_than_seconds` ago and not marked published (the outbox: a process died
+        between recording and publishing), oldest first."""
         ...
 
     async def release(self, job_id: str, owner: str) -> None:
@@ -82,7 +126,9 @@ class JobLedger(Protocol):
 
     async def claim_orphan(self, sources: frozenset[str], owner: str,
                            lease_seconds: float) -> tuple[Job, JobRecord] | None:
-        """Take over one unfinished job from `sources` whose lease has expired.
+        """Take over one unfinished, not interrupted job from `sources` whose lease is
+        free or expired (a crashed worker's, or a job resumed or retried and not yet
+        claimed), as `claim` would.
 
         Safe when several processes call it at once: each orphan goes to one.
         """

@@ -108,6 +108,7 @@ class AgentCompiler:
             subagents=[self._subagent(s) for s in definition.specialists],
             checkpointer=self._checkpointer,
             name=main.name,
+            interrupt_on=_interrupt_on(main),
         )
         return CompiledAgent(graph=graph, definition=definition)
 
@@ -116,8 +117,17 @@ class AgentCompiler:
                         system_prompt=spec.system_prompt,
                         model=self._models.create(spec.model, spec.name),
                         tools=self._registry.resolve(spec.tools),
-                        middleware=self._middleware(spec))
+                        middleware=self._middleware(spec),
+                        # always its own (empty: none), never the orchestrator's
+                        interrupt_on=_interrupt_on(spec))
 
     def _middleware(self, spec: AgentSpec) -> list[AgentMiddleware[Any, Any, Any]]:
         # deepagents no longer adds the todo list itself; the contract promises it.
         return [TodoListMiddleware(), ToolFailureMiddleware(spec.tools)]
+
+
+def _interrupt_on(spec: AgentSpec) -> dict[str, Any]:
+    """The node's human-in-the-loop tools in deepagents' form (HumanInTheLoopMiddleware,
+    batched: one interrupt per model turn listing every gated call)."""
+    return {tool: {"allowed_decisions": list(allowed)}
+            for tool, allowed in spec.interrupt_on.items()}

@@ -32,6 +32,7 @@ NODE_TYPES = ("Orchestrator", "Specialist")
 # Present on every agent already; naming them in `config.tools` is harmless.
 BUILTIN_TOOL_NAMES = frozenset({"write_todos", "ls", "read_file", "write_file", "edit_file",
                                 "glob", "grep", "task"})
+DECISIONS = ("approve", "edit", "reject")
 MAX_DELAY_MS = 600_000
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SCRIPT_REFUSAL = (
@@ -179,11 +180,46 @@ def _node(where: str, node: object, known_tools: Collection[str],
         p.add(f"{cw}.description", f"expected a string, got {_kind(description)}")
     model = _model(config.get("model"), f"{cw}.model", p)
     tools = _tools(config.get("tools"), f"{cw}.tools", known_tools, p)
+    is_orchestrator = kind == "Orchestrator"
+    available = {*BUILTIN_TOOL_NAMES, *tools} - (set() if is_orchestrator else {"task"})
+    interrupt_on = _interrupt_on(config.get("interrupt_on"), f"{cw}.interrupt_on",
+                                 available, p)
     if len(p.items) > before or model is None:
         return None
-    return AgentSpec(node_id=node_id, kind="Orchestrator" if kind == "Orchestrator" else
+    return AgentSpec(node_id=node_id, kind="Orchestrator" if is_orchestrator else
                      "Specialist", name=name, system_prompt=system_prompt, model=model,
-                     description=description or f"The {name} specialist.", tools=tools)
+                     description=description or f"The {name} specialist.", tools=tools,
+                     interrupt_on=interrupt_on)
+
+
+def _interrupt_on(value: object, where: str, available: Collection[str],
+                  p: _Problems) -> dict[str, tuple[str, ...]]:
+    """`{"tool": true | {"allowed_decisions": [...]}}` (CONTRACT section 2a)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        p.add(where, f"expected an object mapping tool names to true or "
+              f"{{\"allowed_decisions\": [...]}}, got {_kind(value)}")
+        return {}
+    gated: dict[str, tuple[str, ...]] = {}
+    for tool, rule in value.items():
+        at = f"{where}.{tool}"
+        if tool not in available:
+            p.add(at, f"the node has no tool {tool!r}; it has " + ", ".join(sorted(available)))
+            continue
+        if rule is False:
+            continue
+        if rule is True:
+            gated[tool] = DECISIONS
+            continue
+        allowed = rule.get("allowed_decisions") if isinstance(rule, Mapping) else None
+        if (not isinstance(allowed, list) or not allowed
+                or any(d not in DECISIONS for d in allowed)):
+            p.add(at, "expected true, false or {\"allowed_decisions\": [...]} with one or "
+                  "more of " + ", ".join(DECISIONS))
+            continue
+        gated[tool] = tuple(d for d in DECISIONS if d in allowed)
+    return gated
 
 
 def _tools(value: object, where: str, known_tools: Collection[str],

@@ -39,6 +39,8 @@ class AgentSpec:
     system_prompt: str
     model: ModelSpec
     tools: tuple[str, ...]
+    interrupt_on: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Human-in-the-loop tools: name -> the decisions allowed (approve, edit, reject)."""
 
 
 @dataclass(frozen=True)

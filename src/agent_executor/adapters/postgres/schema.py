@@ -14,6 +14,7 @@ REQUIRED_MIGRATIONS: tuple[str, ...] = (
     "0003_result_outbox.sql",
     "0004_job_list_index.sql",
     "0005_job_lifecycle.sql",
+    "0006_steering.sql",
 )
 
 
