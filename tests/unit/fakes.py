@@ -19,6 +19,7 @@ from agent_executor.domain.errors import (
 from agent_executor.domain.events import END, StreamEvent, utc_timestamp
 from agent_executor.domain.fingerprint import fingerprint, mismatch_message
 from agent_executor.domain.health import ProbeResult
+from agent_executor.domain.interrupts import Interrupt, Resume
 from agent_executor.domain.job import Job
 from agent_executor.domain.listing import JobPage, JobQuery, encode_cursor, time_cursor
 from agent_executor.domain.result import AgentOutput, JobRecord, JobResult
@@ -194,14 +195,24 @@ class FakeRuntime:
         self.calls: list[str] = []
         self.gate: asyncio.Event | None = None  # when set, runs wait for it
         self.started = asyncio.Event()
+        self.pauses: list[Interrupt] = []  # runs pause at the first until resumed with it
+        self.resumes: list[Resume | None] = []
 
-    async def run(self, job: Job, emit: EventSink) -> AgentOutput:
+    async def run(self, job: Job, emit: EventSink,
+                  resume: Resume | None = None) -> AgentOutput | Interrupt:
         self.calls.append(job.job_id)
+        self.resumes.append(resume)
         self.started.set()
         for token in self.tokens:
             await emit("on_llm_stream", {"agent": "Orchestrator", "content": token})
         if self.gate is not None:
             await self.gate.wait()
+        if self.pauses:
+            if resume is None or resume.interrupt_id != self.pauses[0].interrupt_id:
+                return self.pauses[0]
+            self.pauses.pop(0)
+            if self.pauses:
+                return self.pauses[0]
         if self.error is not None:
             raise self.error
         text = "".join(self.tokens)
@@ -288,12 +299,16 @@ class FakeMetrics:
     def __init__(self) -> None:
         self.started: list[str] = []
         self.finished: list[tuple[str, str]] = []
+        self.interrupted: list[str] = []
 
     def job_started(self, source: str) -> None:
         self.started.append(source)
 
     def job_finished(self, source: str, status: str, duration_seconds: float | None) -> None:
         self.finished.append((source, status))
+
+    def job_interrupted(self, source: str) -> None:
+        self.interrupted.append(source)
 
 
 class FakeProbe:

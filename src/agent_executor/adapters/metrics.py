@@ -53,6 +53,9 @@ class PrometheusMetrics:
         self.http_request_duration_seconds = Histogram(
             f"{PREFIX}http_request_duration_seconds", "HTTP request latency",
             ["method", "route"], buckets=HTTP_BUCKETS, registry=r)
+        self.interrupts_total = Counter(
+            f"{PREFIX}interrupts_total", "Runs paused for a human decision", ["source"],
+            registry=r)
         self.results_published_total = Counter(
             f"{PREFIX}results_published_total", "Result events published", ["status"],
             registry=r)
@@ -66,6 +69,9 @@ class PrometheusMetrics:
         self.jobs_total.labels(status=status, source=source).inc()
         if duration_seconds is not None:
             self.job_duration_seconds.labels(status=status).observe(duration_seconds)
+
+    def job_interrupted(self, source: str) -> None:
+        self.interrupts_total.labels(source=source).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

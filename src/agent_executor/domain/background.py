@@ -86,16 +86,21 @@ class BackgroundJobs:
         return taken
 
     async def reap_forever(self) -> None:
-        """Reap every interval; meanwhile stop the jobs other replicas cancel."""
+        """Reap every interval, and at once when a job was resumed or retried here;
+        meanwhile stop the jobs other replicas cancel."""
         listener = asyncio.create_task(self._execute.listen_for_cancels(),
                                        name="cancel-listener")
         try:
             while True:
+                self._execute.woken.clear()
                 try:
                     await self.reap_once()
                 except AgentExecutorError as exc:
                     logger.warning("orphan reaper: %s", exc)
-                await asyncio.sleep(self._interval)
+                # a job resumed or retried here is claimed at once, not a tick later
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._interval):
+                        await self._execute.woken.wait()
         finally:
             listener.cancel()
             with contextlib.suppress(BaseException):

@@ -11,8 +11,9 @@ LLM_STREAM = "on_llm_stream"
 TOOL_START = "on_tool_start"
 TOOL_END = "on_tool_end"
 STATE_UPDATE = "on_state_update"
+INTERRUPT = "on_interrupt"
 END = "end"
-EVENT_TYPES = frozenset({LLM_STREAM, TOOL_START, TOOL_END, STATE_UPDATE, END})
+EVENT_TYPES = frozenset({LLM_STREAM, TOOL_START, TOOL_END, STATE_UPDATE, INTERRUPT, END})
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from agent_executor.domain import events as ev
@@ -16,9 +17,12 @@ from agent_executor.domain.errors import (
     AttemptsExhausted,
     DependencyUnavailable,
     JobFailure,
+    JobNotFound,
     JobTimeout,
     LeaseLost,
+    WrongJobState,
 )
+from agent_executor.domain.interrupts import Interrupt, Resume, read_decisions
 from agent_executor.domain.job import Job
 from agent_executor.domain.outbox import ResultOutbox, end_data
 from agent_executor.domain.result import ErrorInfo, JobRecord, JobResult
@@ -64,6 +68,8 @@ class ExecuteJob:
         self.max_attempts = max_attempts
         self._broadcast: CancelBroadcast = broadcast or _NoBroadcast()
         self._cancel_requests: dict[str, asyncio.Event] = {}
+        self.woken = asyncio.Event()
+        """Set when a job became pending here (resumed, retried): claim it now."""
 
     @property
     def free_slots(self) -> int:
@@ -73,17 +79,18 @@ class ExecuteJob:
     async def execute(self, job: Job, source: str) -> JobResult:
         """Claim and run; raises `JobConflict` if the job runs elsewhere."""
         record = await self.claim(job, source)
-        if record.result is not None:
-            return record.result
+        if record.settled is not None:
+            return record.settled
         return await self.run_claimed(job, record)
 
     async def claim(self, job: Job, source: str) -> JobRecord:
-        """Take the job's lease. A finished job's result is delivered again."""
+        """Take the job's lease. A finished job's result (an interrupted job's pending
+        interrupt) is delivered again instead."""
         record = await self._ledger.claim(job, source, self.owner, self.lease_seconds)
-        if record.result is not None:
+        if record.settled is not None:
             logger.info("job already %s; publishing its recorded result again",
                         record.status, extra={"job_id": job.job_id, "trace_id": job.trace_id})
-            await self.outbox.deliver(record.result)
+            await self.outbox.deliver(record.settled)
         return record
 
     async def give_up(self, job: Job, source: str, error: ErrorInfo) -> JobResult:
@@ -91,11 +98,12 @@ class ExecuteJob:
         delivered. A finished job keeps (and delivers again) its recorded result; a
         job running under a live lease raises `JobConflict` (it ends on its own)."""
         record = await self._ledger.get(job.job_id)
-        if record is not None and record.result is not None:
-            await self.outbox.deliver(record.result)
-            return record.result
+        if record is not None and record.settled is not None:
+            await self.outbox.deliver(record.settled)
+            return record.settled
         attempts = record.attempts if record is not None else 0
-        failed = JobResult.failed(job.job_id, job.trace_id, attempts, error)
+        failed = replace(JobResult.failed(job.job_id, job.trace_id, attempts, error),
+                         run=record.run if record is not None else 1)
         recorded = await self._ledger.abandon(job, source, failed)
         if recorded == failed:
             logger.warning("gave up on the job: %s: %s", error.type, error.message,
@@ -122,6 +130,41 @@ class ExecuteJob:
             await self._broadcast.announce(job_id)
         return record
 
+    async def resume(self, job_id: str, interrupt_id: object, decisions: object) -> JobRecord:
+        """Record the decisions for the interrupted job's pending interrupt; the job is
+        then pending, and whichever replica claims it first (`woken` tells this one's
+        reaper at once) continues its thread with them. Raises `JobNotFound`,
+        `WrongJobState` (not interrupted, or `interrupt_id` is not the pending one) or
+        `InvalidRequest` (decisions malformed, of a kind not allowed, or not one per
+        pending tool call)."""
+        record = await self._ledger.get(job_id)
+        if record is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        pending = record.result.interrupt if record.result is not None else None
+        if record.status != "interrupted" or pending is None:
+            raise WrongJobState(f"job {job_id} is {record.status}, not interrupted: "
+                                "there is nothing to resume")
+        interrupt = Interrupt.from_data(pending)
+        if not isinstance(interrupt_id, str) or interrupt_id != interrupt.interrupt_id:
+            raise WrongJobState(f"job {job_id} waits on interrupt {interrupt.interrupt_id}, "
+                                f"not {interrupt_id!r}")
+        chosen = read_decisions(decisions, interrupt)
+        record = await self._ledger.resume(job_id, Resume(interrupt.interrupt_id, chosen))
+        logger.info("job resumed with %s", ", ".join(d.type for d in chosen),
+                    extra={"job_id": job_id, "trace_id": record.trace_id})
+        self.woken.set()
+        return record
+
+    async def retry(self, job_id: str) -> JobRecord:
+        """Start the failed or cancelled job's next run (from its last checkpoint); any
+        replica may claim it (`woken` tells this one's reaper at once). Raises
+        `JobNotFound` or `WrongJobState`."""
+        record = await self._ledger.retry(job_id)
+        logger.info("job retried: run %d", record.run,
+                    extra={"job_id": job_id, "trace_id": record.trace_id})
+        self.woken.set()
+        return record
+
     def notice_cancel(self, job_id: str) -> None:
         """A cancel was asked for `job_id`: stop it if it runs (or waits) here."""
         requested = self._cancel_requests.get(job_id)
@@ -142,7 +185,7 @@ class ExecuteJob:
         renewer = asyncio.create_task(self._keep_lease(job.job_id, cancelled))
         try:
             try:
-                if record.attempts > self.max_attempts:
+                if record.attempts_this_run > self.max_attempts:
                     result = await self._exhausted(job, record)
                 else:
                     slot = slot or await self._slot_unless(cancelled)
@@ -189,8 +232,9 @@ class ExecuteJob:
         return "cancelled on request"
 
     async def _cancelled_unstarted(self, job: Job, record: JobRecord) -> JobResult:
-        result = JobResult.cancelled(job.job_id, job.trace_id, record.attempts,
-                                     await self._cancel_reason(job.job_id))
+        result = replace(JobResult.cancelled(job.job_id, job.trace_id, record.attempts,
+                                             await self._cancel_reason(job.job_id)),
+                         run=record.run)
         result = await self._ledger.finish(job.job_id, self.owner, result)
         logger.info("job cancelled before it started", extra={"job_id": job.job_id,
                                                               "trace_id": job.trace_id})
@@ -199,11 +243,11 @@ class ExecuteJob:
 
     async def _exhausted(self, job: Job, record: JobRecord) -> JobResult:
         failure = AttemptsExhausted(
-            f"the job was claimed {record.attempts} times, more than MAX_JOB_ATTEMPTS "
-            f"({self.max_attempts}), after its workers stopped or crashed mid-run; it is "
-            "not run again")
-        result = JobResult.failed(job.job_id, job.trace_id, record.attempts - 1,
-                                  ErrorInfo.from_failure(failure))
+            f"the job was claimed {record.attempts_this_run} times in this run, more than "
+            f"MAX_JOB_ATTEMPTS ({self.max_attempts}), after its workers stopped or crashed "
+            "mid-run; it is not run again")
+        result = replace(JobResult.failed(job.job_id, job.trace_id, record.attempts - 1,
+                                          ErrorInfo.from_failure(failure)), run=record.run)
         result = await self._ledger.finish(job.job_id, self.owner, result)
         logger.warning("job failed: %s", failure.message,
                        extra={"job_id": job.job_id, "trace_id": job.trace_id})
@@ -219,9 +263,21 @@ class ExecuteJob:
         writer = await self._events.writer(job.job_id, job.trace_id)
         self._metrics.job_started(record.source)
         clock = time.monotonic()
-        status = "interrupted"
+        status = "unfinished"
         try:
-            result = await self._attempt(job, record, writer, remaining, renewer, cancelled)
+            result = replace(await self._attempt(job, record, writer, remaining, renewer,
+                                                 cancelled), run=record.run)
+            if result.status == "interrupted":
+                result = await self._ledger.interrupt(job.job_id, self.owner, result)
+                status = result.status
+                assert result.interrupt is not None
+                await writer.emit(ev.INTERRUPT, result.interrupt)
+                self._metrics.job_interrupted(record.source)
+                logger.info("job interrupted (%d): waiting for a decision on %s",
+                            result.interrupt_n, ", ".join(
+                                str(r.get("tool")) for r in result.interrupt["requests"]),
+                            extra=log)
+                return result
             result = await self._ledger.finish(job.job_id, self.owner, result)
             status = result.status
             await writer.emit(ev.END, end_data(result))
@@ -239,7 +295,7 @@ class ExecuteJob:
         try:
             if remaining <= 0:
                 raise TimeoutError
-            run = asyncio.ensure_future(self._runtime.run(job, writer.emit))
+            run = asyncio.ensure_future(self._runtime.run(job, writer.emit, record.resume))
             done, _ = await asyncio.wait({run, renewer, stop}, timeout=remaining,
                                          return_when=asyncio.FIRST_COMPLETED)
             if run not in done:
@@ -255,6 +311,9 @@ class ExecuteJob:
                                                duration_ms)
                 raise TimeoutError
             output = run.result()
+            if isinstance(output, Interrupt):
+                return JobResult.interrupted(job.job_id, job.trace_id, record.attempts,
+                                             output.to_data())
             duration_ms = int((datetime.now(UTC) - started).total_seconds() * 1000)
             return JobResult.completed(job.job_id, job.trace_id, record.attempts, output,
                                        duration_ms)

@@ -34,7 +34,8 @@ class ResultOutbox:
         """End the stream (if it lacks its `end`), publish, mark published. Raises
         `DependencyUnavailable` when the bus does not take the result; a stream that
         cannot be reached leaves the result unmarked, so it is delivered again later."""
-        ended = await self._ensure_end(result)
+        # an interrupt is no end: the run goes on when it is resumed
+        ended = await self._ensure_end(result) if result.finished else True
         await self._publisher.publish(result)
         if not ended:
             return

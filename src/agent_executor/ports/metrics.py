@@ -11,5 +11,11 @@ class JobMetrics(Protocol):
         ...
 
     def job_finished(self, source: str, status: str, duration_seconds: float | None) -> None:
-        """A job attempt ended; `status` is `completed`, `failed` or `interrupted`."""
+        """A job attempt ended; `status` is `completed`, `failed`, `cancelled`,
+        `interrupted` (paused for a decision) or `unfinished` (stopped without an
+        outcome: its lease lost, a dependency down, the process stopping)."""
+        ...
+
+    def job_interrupted(self, source: str) -> None:
+        """A run paused for a human decision (`interrupts_total`)."""
         ...

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
+from agent_executor.domain.interrupts import Interrupt, Resume
 from agent_executor.domain.job import Job
 from agent_executor.domain.result import AgentOutput
 
@@ -22,6 +23,12 @@ class AgentRuntime(Protocol):
     `DependencyUnavailable` when the checkpoint store fails.
     """
 
-    async def run(self, job: Job, emit: EventSink) -> AgentOutput:
-        """Run or resume; `emit` each `on_llm_stream`/`on_tool_*`/`on_state_update`."""
+    async def run(self, job: Job, emit: EventSink,
+                  resume: Resume | None = None) -> AgentOutput | Interrupt:
+        """Run or resume; `emit` each `on_llm_stream`/`on_tool_*`/`on_state_update`.
+
+        Returns the `Interrupt` when the run pauses before tools a person must decide
+        on (the node's `interrupt_on`): the thread keeps the pause. A later run with
+        `resume` (its `interrupt_id` the pending one's) continues with those decisions;
+        a run without them pauses again at the same interrupt."""
         ...

@@ -34,6 +34,7 @@ from agent_executor.domain.errors import (
     JobMismatch,
     JobNotFound,
     LeaseLost,
+    WrongJobState,
 )
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.outbox import replay_finished
@@ -55,6 +56,7 @@ ERROR_STATUS: dict[type[AgentExecutorError], int] = {
     JobConflict: 409,
     JobFinished: 409,
     JobMismatch: 422,
+    WrongJobState: 409,
     LeaseLost: 409,
     DependencyUnavailable: 503,
 }
@@ -76,8 +78,8 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
         job = read_job(request.headers, body, names)
         if "respond-async" in request.headers.get("prefer", "").lower():
             record = await execute.claim(job, "http")
-            if record.result is not None:
-                return _result_response(record.result, names)
+            if record.settled is not None:
+                return _result_response(record.settled, names)
             background.start(job, record)
             return JSONResponse({"job_id": job.job_id, "status": "running",
                                  "location": f"/jobs/{job.job_id}"}, status_code=202,
@@ -100,7 +102,8 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
         after = _last_event_id(request)
         # A live follower is subscribed before the answer starts, so a stream that
         # cannot be read is a 503, never an empty 200.
-        stream = (replay_finished(events, record.result, after) if record.result is not None
+        stream = (replay_finished(events, record.result, after)
+                  if record.result is not None and record.finished
                   else await events.subscribe(job_id, after, live=True))
         return StreamingResponse(sse_stream(stream), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
@@ -114,6 +117,26 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
             raise InvalidJob("reason must be a string of at most 2000 characters",
                              ["reason: expected a string"])
         record = await execute.cancel(job_id, reason)
+        return JSONResponse(record.to_data(), status_code=202)
+
+    async def resume_job(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        body = await _steering_body(request, job_id, max_event_bytes)
+        interrupt_id = body.get("interrupt_id")
+        if not isinstance(interrupt_id, str) or not interrupt_id:
+            raise InvalidRequest("interrupt_id is required: the id of the pending interrupt "
+                                 "(GET /jobs/{job_id} shows it)",
+                                 ["interrupt_id: expected a string"])
+        if "decisions" not in body:
+            raise InvalidRequest("decisions is required: one per pending tool call",
+                                 ["decisions: missing"])
+        record = await execute.resume(job_id, interrupt_id, body["decisions"])
+        return JSONResponse(record.to_data(), status_code=202)
+
+    async def retry_job(request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        await _steering_body(request, job_id, max_event_bytes)
+        record = await execute.retry(job_id)
         return JSONResponse(record.to_data(), status_code=202)
 
     async def health(_: Request) -> Response:
@@ -144,6 +167,8 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/jobs/{job_id:path}/events", job_events, methods=["GET"]),
         Route("/jobs/{job_id:path}/cancel", cancel_job, methods=["POST"]),
+        Route("/jobs/{job_id:path}/resume", resume_job, methods=["POST"]),
+        Route("/jobs/{job_id:path}/retry", retry_job, methods=["POST"]),
         Route("/jobs/{job_id:path}", get_job, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),

@@ -1,6 +1,5 @@
 """The paths of `GET /openapi.json` and the schemas only the HTTP API has (the
-envelope of a CloudEvent, errors, the list, health). Steering routes (cancel,
-resume, retry) join when they are served: the document describes what runs."""
+envelope of a CloudEvent, errors, the list, health, steering)."""
 
 from __future__ import annotations
 
@@ -118,6 +117,54 @@ PATHS: dict[str, Any] = {
                       "401": _UNAUTHORIZED,
                       "404": _error("No job with this id."),
                       "409": _error("The job already ended."), "503": _UNAVAILABLE}}},
+    "/jobs/{job_id}/resume": {"post": {
+        "operationId": "resumeJob",
+        "summary": "Answer an interrupted job's pending interrupt and let it continue",
+        "description": "One decision per pending tool call, in order (GET /jobs/{job_id} "
+                       "shows `interrupt.requests`): approve, edit (run the tool with "
+                       "`input`) or reject (the tool does not run; the agent is told "
+                       "`message`). The job becomes pending and continues its thread on "
+                       "whichever replica claims it; its stream's seq continues.",
+        "parameters": [_JOB_ID],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["interrupt_id", "decisions"],
+            "properties": {
+                "job_id": {"type": "string", "description": "Optional; must equal the path's."},
+                "interrupt_id": {"type": "string"},
+                "decisions": {"type": "array", "items": {"oneOf": [
+                    {"type": "object", "required": ["type"], "additionalProperties": False,
+                     "properties": {"type": {"const": "approve"}}},
+                    {"type": "object", "required": ["type", "input"],
+                     "additionalProperties": False,
+                     "properties": {"type": {"const": "edit"}, "input": {"type": "object"}}},
+                    {"type": "object", "required": ["type"], "additionalProperties": False,
+                     "properties": {"type": {"const": "reject"},
+                                    "message": {"type": "string"}}}]}}}}}}},
+        "responses": {"202": _json("JobRecord", "The job, pending with the decisions."),
+                      "400": _error("The body, or a decision, is malformed or of a kind not "
+                                    "allowed, or there is not one per pending tool call; "
+                                    "details name each."),
+                      "401": _UNAUTHORIZED,
+                      "404": _error("No job with this id."),
+                      "409": _error("The job is not interrupted, or interrupt_id is not the "
+                                    "pending interrupt's."), "503": _UNAVAILABLE}}},
+    "/jobs/{job_id}/retry": {"post": {
+        "operationId": "retryJob",
+        "summary": "Run a failed or cancelled job again, as its next run",
+        "description": "The job runs again from its last checkpoint (finished steps are not "
+                       "repeated, the input is not appended again) as run 2, 3, ...; its "
+                       "result's id is `{job_id}:{status}:{run}`.",
+        "parameters": [_JOB_ID],
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"job_id": {"type": "string",
+                                      "description": "Optional; must equal the path's."}}}}}},
+        "responses": {"202": _json("JobRecord", "The job, pending as its next run."),
+                      "400": _error("The body is not a JSON object, or its job_id differs."),
+                      "401": _UNAUTHORIZED,
+                      "404": _error("No job with this id."),
+                      "409": _error("The job is not failed or cancelled."),
+                      "503": _UNAVAILABLE}}},
     "/jobs/{job_id}/events": {"get": {
         "operationId": "followJob",
         "summary": "The job's stream events as server-sent events",

@@ -24,6 +24,7 @@ from agent_executor.adapters.langgraph.compiler import (
 )
 from agent_executor.adapters.langgraph.definition import parse_definition
 from agent_executor.adapters.langgraph.guarded import step_limit_message
+from agent_executor.adapters.langgraph.hitl import interrupt_id, resume_command, to_interrupt
 from agent_executor.adapters.langgraph.models import ChatModelFactory, ProviderSettings
 from agent_executor.adapters.langgraph.provider_errors import classify
 from agent_executor.adapters.langgraph.state import agent_output, input_files
@@ -35,6 +36,7 @@ from agent_executor.domain.errors import (
     DependencyUnavailable,
     StepLimitExceeded,
 )
+from agent_executor.domain.interrupts import Interrupt, Resume
 from agent_executor.domain.job import Job
 from agent_executor.domain.result import AgentOutput
 from agent_executor.ports.runtime import EventSink
@@ -66,7 +68,8 @@ class LangGraphAgentRuntime:
                                       ChatModelFactory(settings, step_limit=step_limit),
                                       self.registry, max_cached=cache_size)
 
-    async def run(self, job: Job, emit: EventSink) -> AgentOutput:
+    async def run(self, job: Job, emit: EventSink,
+                  resume: Resume | None = None) -> AgentOutput | Interrupt:
         definition = parse_definition(job.agent_definition, self.registry.names())
         config: RunnableConfig = {
             "configurable": {"thread_id": job.job_id},
@@ -83,14 +86,14 @@ class LangGraphAgentRuntime:
                 logger.info("thread already finished; returning its final state",
                             extra={"job_id": job.job_id, "trace_id": job.trace_id})
                 return agent_output(snapshot.values)
-            values = await self._stream(agent, job, snapshot, config, emit)
-            if values is None:  # interrupted: the checkpoint says what is pending
+            translator = StreamTranslator(agent.orchestrator, emit)
+            values = await self._stream(agent, job, snapshot, config, translator, resume)
+            if values is None:  # paused: the checkpoint holds what waits for a decision
                 snapshot = await agent.graph.aget_state(config)
-                if snapshot.next:
+                if not snapshot.interrupts:
                     raise AgentError(f"the agent stopped with work pending "
-                                     f"({', '.join(snapshot.next)}); interrupts are not "
-                                     "supported")
-                values = snapshot.values
+                                     f"({', '.join(snapshot.next)}) and nothing to decide")
+                return to_interrupt(snapshot.interrupts, translator)
         except AgentExecutorError:  # already a domain error (ModelError, ToolError, ...)
             raise
         except Exception as exc:
@@ -98,20 +101,28 @@ class LangGraphAgentRuntime:
         return agent_output(values)
 
     async def _stream(self, agent: CompiledAgent, job: Job, snapshot: StateSnapshot,
-                      config: RunnableConfig, emit: EventSink) -> Mapping[str, Any] | None:
+                      config: RunnableConfig, translator: StreamTranslator,
+                      resume: Resume | None) -> Mapping[str, Any] | None:
         """Run to the end, translating the stream; the final state (the last `values`
         part of the root graph: no checkpoint read afterwards), or None when the run
-        was interrupted."""
-        translator = StreamTranslator(agent.orchestrator, emit)
-        graph_input: dict[str, Any] | None
+        paused for a decision."""
+        graph_input: Any
+        log = {"job_id": job.job_id, "trace_id": job.trace_id}
         if snapshot.created_at is None:
             graph_input = _initial_state(job)
         else:
-            logger.info("resuming thread from its last checkpoint (next: %s)",
-                        ", ".join(snapshot.next),
-                        extra={"job_id": job.job_id, "trace_id": job.trace_id})
             translator.remember(snapshot.values.get("messages"))
-            graph_input = None
+            pending = snapshot.interrupts
+            if pending and resume is not None and resume.interrupt_id == interrupt_id(pending):
+                logger.info("resuming thread with %d decision(s)", len(resume.decisions),
+                            extra=log)
+                graph_input = resume_command(pending, resume)
+            else:
+                # a pause without its decisions (a crash before they were applied, or
+                # after they were): running on pauses again with the same interrupt
+                logger.info("resuming thread from its last checkpoint (next: %s)",
+                            ", ".join(snapshot.next), extra=log)
+                graph_input = None
         # durability="sync": each step's checkpoint is saved before the next step
         # starts, so a crash re-runs at most the step that was in flight.
         final: Mapping[str, Any] | None = None

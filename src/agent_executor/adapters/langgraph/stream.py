@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, ToolCall, ToolMessage
 from langgraph.types import StreamMode
 
 from agent_executor.adapters.langgraph.state import message_text, to_json, update_data
@@ -30,6 +30,20 @@ class StreamTranslator:
         self._agents: dict[tuple[str, ...], str] = {(): orchestrator}
         self._orchestrator = orchestrator
         self._tool_names: dict[str, str] = {}
+        self._last_calls: dict[str, list[ToolCall]] = {}  # agent -> its latest tool calls
+        self._interrupt_agents: dict[str, str] = {}  # LangGraph interrupt id -> agent
+
+    def interrupt_agent(self, interrupt_id: str) -> str:
+        """The agent whose step raised the interrupt (the deepest namespace it was
+        streamed in; a specialist's also reaches the root)."""
+        return self._interrupt_agents.get(interrupt_id, self._orchestrator)
+
+    def call_id(self, agent: str, name: str, args: object) -> str:
+        """The model's id of `agent`'s latest pending call of `name` with `args`."""
+        for call in self._last_calls.get(agent, []):
+            if call["name"] == name and call["args"] == args:
+                return call["id"] or ""
+        return ""
 
     def remember(self, messages: object) -> None:
         """Tool calls made before a resume, so their `on_tool_end` still names the tool."""
@@ -37,6 +51,8 @@ class StreamTranslator:
             if isinstance(message, AIMessage):
                 for call in message.tool_calls:
                     self._tool_names[call["id"] or ""] = call["name"]
+                if message.tool_calls:
+                    self._last_calls[self._orchestrator] = list(message.tool_calls)
 
     def agent(self, namespace: tuple[str, ...]) -> str:
         """The agent running in `namespace`, else in its nearest known parent."""
@@ -55,6 +71,10 @@ class StreamTranslator:
         elif kind == "messages" and isinstance(data, tuple) and len(data) == 2:
             await self._token(namespace, data[0], data[1])
         elif kind == "updates" and isinstance(data, Mapping):
+            for pause in data.get("__interrupt__") or ():
+                interrupt_id = getattr(pause, "id", None)
+                if isinstance(interrupt_id, str):
+                    self._interrupt_agents.setdefault(interrupt_id, self.agent(namespace))
             for node, update in data.items():
                 if node not in _INTERNAL_KEYS:
                     await self._update(self.agent(namespace), str(node), update)
@@ -91,6 +111,8 @@ class StreamTranslator:
                                                "update": update_data(one)})
             for message in messages:
                 if isinstance(message, AIMessage):
+                    if message.tool_calls:
+                        self._last_calls[agent] = list(message.tool_calls)
                     for call in message.tool_calls:
                         self._tool_names[call["id"] or ""] = call["name"]
                         await self._emit(ev.TOOL_START, {

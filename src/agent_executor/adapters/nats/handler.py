@@ -24,9 +24,12 @@ from agent_executor.domain.capacity import Slot
 from agent_executor.domain.errors import (
     DependencyUnavailable,
     InvalidJob,
+    InvalidRequest,
     JobConflict,
     JobFinished,
     JobMismatch,
+    JobNotFound,
+    WrongJobState,
 )
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.job import Job, check_id
@@ -76,7 +79,7 @@ class DeliveryHandler:
                     await self._settle(delivery, Settlement("ack"))
                     return
                 record = await self._execute.claim(job, SOURCE)
-                if record.result is None:
+                if record.settled is None:
                     taken, slot = slot, None  # run_claimed gives it back
                     await self._execute.run_claimed(job, record, taken)
                 await self._settle(delivery, Settlement("ack"))
@@ -98,28 +101,46 @@ class DeliveryHandler:
         return read_nats_job(delivery.headers, delivery.data, self._names)
 
     async def _steer(self, delivery: Delivery, unreadable: InvalidJob) -> bool:
-        """A `{prefix}.cancel` event instead of a job: recorded (kept for a job not seen
-        yet), then True; False when the message is no steering event either."""
+        """A `{prefix}.cancel`, `.resume` or `.retry` event instead of a job: recorded
+        (a cancel is kept for a job not seen yet), then True; False when the message is
+        no steering event either. One that cannot apply (unknown job, wrong state,
+        bad decisions) raises `InvalidJob`: it is rejected and terminated."""
         try:
             event = read_nats_event(delivery.headers, delivery.data)
         except InvalidJob:
             return False
-        if event.get_type() != f"{self._names.type_prefix}.cancel":
+        kind = event.get_type().removeprefix(f"{self._names.type_prefix}.")
+        if kind not in ("cancel", "resume", "retry"):
             return False
         data = event.get_data()
-        job_id = data.get("job_id") if isinstance(data, dict) else None
-        reason = data.get("reason", "cancelled on request") if isinstance(data, dict) else None
+        data = data if isinstance(data, dict) else {}
+        job_id = data.get("job_id")
         problems = check_id("data.job_id", job_id)
-        if not isinstance(reason, str) or len(reason) > 2000:
-            problems.append("data.reason: expected a string of at most 2000 characters")
         if problems:
-            raise InvalidJob("invalid cancel event: " + "; ".join(problems), problems)
-        assert isinstance(job_id, str) and isinstance(reason, str)
+            raise InvalidJob(f"invalid {kind} event: " + "; ".join(problems), problems)
+        assert isinstance(job_id, str)
+        try:
+            if kind == "cancel":
+                await self._cancel(job_id, data)
+            elif kind == "resume":
+                await self._execute.resume(job_id, data.get("interrupt_id"),
+                                           data.get("decisions"))
+            else:
+                await self._execute.retry(job_id)
+        except (JobNotFound, WrongJobState, InvalidRequest) as exc:
+            details = getattr(exc, "details", None) or [str(exc)]
+            raise InvalidJob(f"{kind} event for job {job_id} refused: {exc}", details) from exc
+        return True
+
+    async def _cancel(self, job_id: str, data: dict[str, object]) -> None:
+        reason = data.get("reason", "cancelled on request")
+        if not isinstance(reason, str) or len(reason) > 2000:
+            problem = "data.reason: expected a string of at most 2000 characters"
+            raise InvalidJob("invalid cancel event: " + problem, [problem])
         try:
             await self._execute.cancel(job_id, reason, keep_unknown=True)
         except JobFinished as exc:
             logger.info("cancel of a finished job ignored: %s", exc, extra={"job_id": job_id})
-        return True
 
     async def _settle_error(self, delivery: Delivery, exc: Exception,
                             job: Job | None) -> None:
