@@ -9,6 +9,7 @@ test sleeps for a fixed time and none depends on a fast machine.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -695,6 +696,22 @@ class SteeringContract:
         with pytest.raises(WrongJobState, match="before it arrived"):
             await ledger.retry("early")  # what arrived was never recorded to run
 
+    async def test_concurrent_resumes_and_retries_each_take_effect_once(
+            self, ledger: JobLedger) -> None:
+        waiting, ended = make_job("waiting"), make_job("ended")
+        for job in (waiting, ended):
+            await ledger.claim(job, "http", A, LEASE)
+        await ledger.interrupt(waiting.job_id, A, paused(waiting))
+        await ledger.finish(ended.job_id, A, failed(ended))
+        outcomes = await asyncio.gather(
+            *(ledger.resume(waiting.job_id, approve()) for _ in range(10)),
+            *(ledger.retry(ended.job_id) for _ in range(10)), return_exceptions=True)
+        kinds = [type(o).__name__ for o in outcomes]
+        assert (kinds[:10].count("JobRecord"), kinds[10:].count("JobRecord")) == (1, 1)
+        assert kinds.count("WrongJobState") == 18, outcomes
+        record = await ledger.get(ended.job_id)
+        assert record is not None and (record.status, record.run) == ("pending", 2)
+
     async def test_marking_an_older_outcome_published_does_not_hide_the_newer_one(
             self, ledger: JobLedger) -> None:
         job = make_job()
@@ -770,6 +787,38 @@ class SteeringContract:
 
 class LedgerContract(CoreContract, SteeringContract):
     """Tests every ledger must pass; subclasses provide the `ledger` fixture."""
+
+
+# Rows an older ledger holds when it is upgraded: (job_id, status, run); `running`
+# is held by A's live lease.
+ROWS_BEFORE_STEERING = (("old-1", "completed", 1), ("old-2", "failed", 2),
+                        ("old-running", "running", 1))
+
+
+def result_before_steering(job_id: str, status: str, run: int) -> str | None:
+    """The result JSON an older ledger stored for such a row (none while it runs)."""
+    if status == "running":
+        return None
+    return json.dumps({"job_id": job_id, "trace_id": "t", "status": status, "attempts": 1,
+                       "run": run, "finished_at": "2026-01-01T00:00:00+00:00"})
+
+
+async def check_rows_from_before_steering(ledger: JobLedger) -> None:
+    """The upgraded rows' results keep the event ids they went out with (the outbox
+    marks them), a failed one is retried, the running one pauses and resumes."""
+    due = await ledger.unpublished(0, 10)
+    assert [r.event_id for r in due] == ["old-1:completed", "old-2:failed:2"]
+    for result in due:
+        await ledger.mark_published(result.job_id, result.event_id)
+    assert await ledger.unpublished(0, 10) == []
+    retried = await ledger.retry("old-2")
+    assert (retried.run, retried.attempts, retried.run_attempts) == (3, 1, 0)
+    running = make_job("old-running")
+    pause = await ledger.interrupt(running.job_id, A, paused(running))
+    assert pause.event_id == "old-running:interrupted:1"
+    assert (await ledger.resume(running.job_id, approve())).status == "pending"
+    claimed = await ledger.claim(running, "http", A, LEASE)
+    assert (claimed.attempts, claimed.resume) == (2, approve())
 
 
 def make_job_like(job: Job, content: str) -> Job:
