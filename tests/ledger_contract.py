@@ -536,6 +536,20 @@ class SteeringContract:
         assert numbers == [(1, "job-1:interrupted:1"), (1, "job-1:interrupted:1"),
                            (2, "job-1:interrupted:2"), (3, "job-1:interrupted:3")]
 
+    async def test_a_retried_run_pausing_where_the_last_one_did_is_a_new_interrupt(
+            self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        first = await ledger.interrupt(job.job_id, A, paused(job, "i-1"))
+        await ledger.cancel(job.job_id, "later", keep_unknown=False)
+        await ledger.retry(job.job_id)
+        await ledger.claim(job, "http", A, LEASE)  # from the checkpoint: the same pause
+        second = await ledger.interrupt(job.job_id, A, paused(job, "i-1"))
+        assert (first.event_id, second.event_id) == (
+            "job-1:interrupted:1", "job-1:interrupted:2")
+        record = await ledger.resume(job.job_id, approve("i-1"))
+        assert (record.status, record.run) == ("pending", 2)
+
     async def test_claim_of_an_interrupted_job_returns_it_untouched(
             self, ledger: JobLedger) -> None:
         job = make_job()

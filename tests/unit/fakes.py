@@ -171,6 +171,8 @@ class FakeLedger:
         if not self.jobs[job_id].agent_definition:
             raise WrongJobState(f"job {job_id} was cancelled before it arrived")
         self.run_attempts_before[job_id] = record.attempts
+        n, _ = self.interrupts.get(job_id, (0, ""))
+        self.interrupts[job_id] = (n, "")  # the next run's pauses are new ones
         self.outcome_at.pop(job_id, None)
         self.interrupted_at.pop(job_id, None)
         self.published.discard(job_id)

@@ -156,12 +156,14 @@ UPDATE job_ledger
        interrupted_at = NULL, updated_at = :now
  WHERE job_id = :job_id AND status = 'interrupted' AND last_interrupt_id = :interrupt_id
 RETURNING {_COLUMNS}"""
-# the next run of a failed or cancelled job: attempts count on, per run anew
+# the next run of a failed or cancelled job: attempts count on, per run anew; its
+# pauses are new ones even where the last run's was (numbered on)
 _RETRY = f"""
 UPDATE job_ledger
    SET status = 'pending', run = run + 1, result = NULL, event_id = NULL, finished_at = NULL,
        published_at = NULL, started_at = NULL, interrupted_at = NULL, resume = NULL,
-       cancel_requested_at = NULL, cancel_reason = NULL, run_attempts_before = attempts,
+       last_interrupt_id = NULL, cancel_requested_at = NULL, cancel_reason = NULL,
+       run_attempts_before = attempts,
        lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
  WHERE job_id = :job_id AND status IN ('failed', 'cancelled') AND NOT {_TOMBSTONE}
 RETURNING {_COLUMNS}"""

@@ -128,13 +128,15 @@ class PostgresJobLedger:
                    interrupted_at = NULL, updated_at = now()
              WHERE l.job_id = $1 AND l.status = 'interrupted' AND l.last_interrupt_id = $2
             RETURNING {_COLUMNS}"""
-        # the next run of a failed or cancelled job: attempts count on, per run anew
+        # the next run of a failed or cancelled job: attempts count on, per run anew;
+        # its pauses are new ones even where the last run's was (numbered on)
         self._retry_sql = f"""
             UPDATE {table} AS l
                SET status = 'pending', run = l.run + 1, result = NULL, event_id = NULL,
                    finished_at = NULL, published_at = NULL, started_at = NULL,
-                   interrupted_at = NULL, resume = NULL, cancel_requested_at = NULL,
-                   cancel_reason = NULL, run_attempts_before = l.attempts,
+                   interrupted_at = NULL, resume = NULL, last_interrupt_id = NULL,
+                   cancel_requested_at = NULL, cancel_reason = NULL,
+                   run_attempts_before = l.attempts,
                    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
              WHERE l.job_id = $1 AND l.status IN ('failed', 'cancelled')
                AND NOT {_TOMBSTONE}
