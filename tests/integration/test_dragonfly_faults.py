@@ -149,7 +149,7 @@ class PausingRuntime:
         self.gate = asyncio.Event()
         self.paused = asyncio.Event()
 
-    async def run(self, job: Job, emit: EventSink) -> AgentOutput:
+    async def run(self, job: Job, emit: EventSink, resume: object = None) -> AgentOutput:
         for i in range(3):
             await emit(LLM_STREAM, _token(i))
         self.paused.set()
