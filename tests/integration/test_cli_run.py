@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import select
 import signal
 import subprocess
 import sys
@@ -135,24 +136,44 @@ def test_on_a_terminal_an_interrupted_job_asks_and_runs_on(tmp_path: Path) -> No
     assert "\x1b[" not in text  # NO_COLOR on a terminal
 
 
-def on_a_terminal(argv: list[str], typed: str, cwd: Path, env: dict[str, str]
-                  ) -> subprocess.CompletedProcess[str]:
+def test_ctrl_c_at_the_prompt_is_one_line_and_the_job_still_waits(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(BASE_ENV_DROP)}
+    argv = [sys.executable, "-m", "agent_executor", "run",
+            str(ROOT / "examples/jobs/approval.json")]
+    out = on_a_terminal(argv, "", tmp_path, env, ctrl_c_after="[r]eject? ")
+    assert out.returncode == 130
+    assert out.stdout.rstrip().endswith("agent-executor run: stopped (Ctrl-C); the job is "
+                                        "left unfinished with its checkpoints: run the same "
+                                        "job again to resume it")
+    assert "Traceback" not in out.stdout
+    again = run(str(ROOT / "examples/jobs/approval.json"), cwd=tmp_path)
+    assert again.returncode == 1 and "is waiting for a decision" in again.stderr
+
+
+def on_a_terminal(argv: list[str], typed: str, cwd: Path, env: dict[str, str],
+                  ctrl_c_after: str | None = None) -> subprocess.CompletedProcess[str]:
     """Runs `argv` with a pseudo-terminal as its standard input and output; `typed` is
-    waiting in the terminal's input before it starts."""
+    waiting in the terminal's input before it starts; SIGINT once the output shows
+    `ctrl_c_after`."""
     main, child = pty.openpty()
     proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, cwd=cwd, env=env)
     os.close(child)
     os.write(main, typed.encode())
-    chunks = []
+    received = b""
     while True:
+        ready, _, _ = select.select([main], [], [], 60)
+        assert ready, "no output for 60s"
         try:
             chunk = os.read(main, 65536)
         except OSError:  # EIO: the child's side closed
             break
         if not chunk:
             break
-        chunks.append(chunk)
+        received += chunk
+        if ctrl_c_after is not None and ctrl_c_after.encode() in received:
+            proc.send_signal(signal.SIGINT)
+            ctrl_c_after = None
     os.close(main)
     proc.wait(60)
-    text = b"".join(chunks).decode().replace("\r\n", "\n")
+    text = received.decode().replace("\r\n", "\n")
     return subprocess.CompletedProcess(argv, proc.returncode, text, "")

@@ -11,8 +11,8 @@ with it and how it ends:
 - `run` runs one job here, printing its stream, and asks on the terminal when the
   job waits for a decision; Ctrl-C stops it with one line (exit 130), the job left
   to resume. `prune` deletes old jobs.
-- `status`, `cancel`, `resume` and `retry` talk to a running service (cli/remote.py)
-  and need no configuration of their own.
+  (cli/run.py). `status`, `cancel`, `resume` and `retry` talk to a running service
+  (cli/remote.py) and need no configuration of their own.
 """
 
 from __future__ import annotations
@@ -23,38 +23,29 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from starlette.types import ASGIApp
 
 from agent_executor.adapters import config as cfg
-from agent_executor.adapters.cli.args import build_parser, load_job_file
-from agent_executor.adapters.cli.printer import StreamPrinter
-from agent_executor.adapters.cli.prompt import ask_decisions
+from agent_executor.adapters.cli.args import build_parser
 from agent_executor.adapters.cli.remote import COMMANDS as REMOTE_COMMANDS
 from agent_executor.adapters.cli.remote import steer
-from agent_executor.adapters.cloudevents_codec import EventNames
+from agent_executor.adapters.cli.run import ask_on_terminal, decide_on_terminal, run_job
 from agent_executor.adapters.http.guard import RequestGuard
 from agent_executor.adapters.http.server import ListenError, listen, serve_http
 from agent_executor.adapters.logs import configure_logging
 from agent_executor.adapters.postgres.prune import parse_duration, prune
-from agent_executor.domain import events as ev
 from agent_executor.domain.background import BackgroundJobs
-from agent_executor.domain.errors import AgentExecutorError, InvalidJob
+from agent_executor.domain.errors import AgentExecutorError
 from agent_executor.domain.execute import ExecuteJob
-from agent_executor.domain.job import Job
-from agent_executor.domain.result import JobResult
 from agent_executor.ports.events import EventStream
 
 logger = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CTRL_C = 0, 1, 2, 130
-
-Decide = Callable[[Mapping[str, Any]], list[dict[str, Any]]]
-"""Given an interrupted job's pending interrupt (the `on_interrupt` data), the
-decisions that resume it, one per request."""
 
 
 class Intake(Protocol):
@@ -84,7 +75,7 @@ def main(argv: Sequence[str] | None, open_service: OpenService) -> int:
     args = build_parser().parse_args(argv)
     if args.command in REMOTE_COMMANDS:
         try:
-            return steer(args, ask=_ask_on_terminal)
+            return steer(args, ask=ask_on_terminal)
         except KeyboardInterrupt:
             print(f"\nagent-executor {args.command}: stopped (Ctrl-C)", file=sys.stderr)
             return EXIT_CTRL_C
@@ -103,7 +94,7 @@ def main(argv: Sequence[str] | None, open_service: OpenService) -> int:
         if args.command == "serve":
             return asyncio.run(serve(settings, open_service))
         if args.command == "run":
-            decide = _decide_on_terminal if sys.stdin.isatty() and args.job != "-" else None
+            decide = decide_on_terminal if sys.stdin.isatty() and args.job != "-" else None
             return asyncio.run(run_job(settings, open_service, args.job, as_json=args.json,
                                        decide=decide))
         return asyncio.run(prune_finished_jobs(settings, args.older_than, args.batch_size))
@@ -120,20 +111,6 @@ def main(argv: Sequence[str] | None, open_service: OpenService) -> int:
         else:
             print(f"\nagent-executor {args.command}: stopped (Ctrl-C)", file=sys.stderr)
         return EXIT_CTRL_C
-
-
-def _ask_on_terminal(prompt: str) -> str:
-    """`input`, with Ctrl-C raising at once: under `asyncio.run` a first SIGINT only
-    cancels the main task, which a blocking `input` would never see."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return input(prompt)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _decide_on_terminal(interrupt: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return ask_decisions(interrupt, _ask_on_terminal, print)
 
 
 def _announce(settings: cfg.Settings) -> None:
@@ -240,88 +217,6 @@ async def _drain(service: Service, guard: RequestGuard, grace: float, settle: fl
             logger.warning("shutdown: %s: %s", type(result).__name__, result)
     http_jobs = results[1] if isinstance(results[1], int) else 0
     return left + http_jobs
-
-
-async def run_job(settings: cfg.Settings, open_service: OpenService, path: str, *,
-                  as_json: bool, decide: Decide | None = None) -> int:
-    """Run one job in this process, printing its stream events as they happen. When it
-    stops for a human decision, `decide` gives the decisions and it runs on; without
-    `decide` (no terminal) it is left waiting."""
-    try:
-        job = load_job_file(path, EventNames(settings.cloudevent_source,
-                                             settings.cloudevent_type_prefix))
-    except OSError as exc:
-        print(f"agent-executor run: cannot read {path}: {exc.strerror}", file=sys.stderr)
-        return EXIT_INVALID
-    except InvalidJob as exc:
-        extra = [d for d in exc.details if d not in exc.message]
-        print("agent-executor run: " + "; ".join([exc.message, *extra]), file=sys.stderr)
-        return EXIT_INVALID
-    printer = StreamPrinter(as_json=as_json)
-    async with open_service(settings) as service:
-        try:
-            result = await _run_until_it_stops(service, job, printer)
-            while result.status == "interrupted" and decide is not None:
-                assert result.interrupt is not None
-                decisions = decide(result.interrupt)
-                await service.execute.resume(job.job_id, result.interrupt["interrupt_id"],
-                                             decisions)
-                result = await _run_until_it_stops(service, job, printer)
-        except AgentExecutorError as exc:
-            print(f"agent-executor run: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        except asyncio.CancelledError:  # Ctrl-C
-            await _stop_the_rest()
-            raise
-    if result.status == "interrupted":
-        print(f"agent-executor run: job {job.job_id} waits for a decision; run it again on "
-              "a terminal to answer", file=sys.stderr)
-    return EXIT_OK if result.status == "completed" else EXIT_FAILED
-
-
-async def _run_until_it_stops(service: Service, job: Job, printer: StreamPrinter
-                              ) -> JobResult:
-    """Claim and run the job until it finishes or waits for a decision, printing its
-    stream; a job that already has (finished or paused) gets its recorded outcome."""
-    execute, events = service.execute, service.events
-    record = await execute.claim(job, "cli")
-    if record.settled is not None:
-        result = record.settled
-        if result.status == "interrupted":
-            print(f"job {job.job_id} is waiting for a decision", file=sys.stderr)
-        else:
-            print(f"job {job.job_id} already {record.status}; its recorded result:",
-                  file=sys.stderr)
-            printer.summary({"status": result.status, **result.to_data()}, timed=False)
-        return result
-    follower = asyncio.create_task(_print_stream(events, job.job_id, printer))
-    result = await execute.run_claimed(job, record)
-    await asyncio.wait_for(follower, 10)
-    return result
-
-
-async def _stop_the_rest() -> None:
-    """Stops every other task of this process (the stream's follower, the agent's run)
-    before the stores close under them: a cancelled caller does not always cancel what
-    it awaited, and a task left running would fail loudly on a closed store."""
-    current = asyncio.current_task()
-    others = [task for task in asyncio.all_tasks() if task is not current]
-    for task in others:
-        task.cancel()
-    if others:
-        await asyncio.wait(others, timeout=10)
-    for task in others:
-        if task.done() and not task.cancelled():
-            task.exception()  # retrieved: the process is stopping, nothing to report
-
-
-async def _print_stream(events: EventStream, job_id: str, printer: StreamPrinter) -> None:
-    """Prints the job's events after the last one printed, until the run's `end` or
-    its pause for a decision."""
-    async for event in events.follow(job_id, printer.last_seq, live=True):
-        printer(event)
-        if event.event_type == ev.INTERRUPT:
-            return
 
 
 async def prune_finished_jobs(settings: cfg.Settings, older_than: str, batch_size: int) -> int:
