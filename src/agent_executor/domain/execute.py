@@ -260,7 +260,7 @@ class ExecuteJob:
         log = {"job_id": job.job_id, "trace_id": job.trace_id}
         started = record.started_at or datetime.now(UTC)
         remaining = self.job_timeout_seconds - (datetime.now(UTC) - started).total_seconds()
-        writer = await self._events.writer(job.job_id, job.trace_id)
+        writer = await self._events.writer(job.job_id, job.trace_id, run=record.run)
         self._metrics.job_started(record.source)
         clock = time.monotonic()
         status = "unfinished"
