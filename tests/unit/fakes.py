@@ -21,6 +21,7 @@ from agent_executor.domain.fingerprint import fingerprint, mismatch_message
 from agent_executor.domain.health import ProbeResult
 from agent_executor.domain.interrupts import Interrupt, Resume
 from agent_executor.domain.job import Job
+from agent_executor.domain.usage import Usage
 from agent_executor.domain.listing import JobPage, JobQuery, encode_cursor, time_cursor
 from agent_executor.domain.result import AgentOutput, JobRecord, JobResult
 from agent_executor.ports.runtime import EventSink
@@ -197,6 +198,10 @@ class FakeRuntime:
         self.started = asyncio.Event()
         self.pauses: list[Interrupt] = []  # runs pause at the first until resumed with it
         self.resumes: list[Resume | None] = []
+        self.spent = Usage()  # what `usage` reports for every job
+
+    async def usage(self, job: Job) -> Usage:
+        return self.spent
 
     async def run(self, job: Job, emit: EventSink,
                   resume: Resume | None = None) -> AgentOutput | Interrupt:

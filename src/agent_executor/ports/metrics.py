@@ -19,3 +19,17 @@ class JobMetrics(Protocol):
     def job_interrupted(self, source: str) -> None:
         """A run paused for a human decision (`interrupts_total`)."""
         ...
+
+
+class AgentMetrics(Protocol):
+    """What the agent runtime reports about model and tool calls (never raises). The
+    adapter keeps every label bounded: `model` is a job's choice."""
+
+    def model_call(self, provider: str, model: str, outcome: str, duration_seconds: float,
+                   input_tokens: int, output_tokens: int) -> None:
+        """One model call ended; `outcome` is `success`, `error` or `cancelled`."""
+        ...
+
+    def tool_call(self, tool: str, status: str) -> None:
+        """One tool call ended; `status` is `success` or `error`."""
+        ...
