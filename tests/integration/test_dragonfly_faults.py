@@ -27,8 +27,8 @@ from agent_executor.domain.errors import DependencyUnavailable
 from agent_executor.domain.events import END, LLM_STREAM, StreamEvent
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.job import Job
-from agent_executor.domain.usage import Usage
 from agent_executor.domain.result import AgentOutput, JobResult
+from agent_executor.domain.usage import Usage
 from agent_executor.ports.runtime import EventSink
 from tests.event_stream_contract import collect as _collect
 from tests.event_stream_contract import token as _token

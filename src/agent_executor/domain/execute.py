@@ -26,13 +26,14 @@ from agent_executor.domain.interrupts import Interrupt, Resume, read_decisions
 from agent_executor.domain.job import Job
 from agent_executor.domain.outbox import ResultOutbox, end_data
 from agent_executor.domain.result import ErrorInfo, JobRecord, JobResult
+from agent_executor.domain.untraced import UNTRACED
 from agent_executor.ports.events import EventStream, EventWriter
 from agent_executor.ports.ledger import JobLedger
 from agent_executor.ports.metrics import JobMetrics
 from agent_executor.ports.publisher import ResultPublisher
 from agent_executor.ports.runtime import AgentRuntime
 from agent_executor.ports.signals import CancelBroadcast
-from agent_executor.ports.tracing import UNTRACED, JobSpan, JobTracer
+from agent_executor.ports.tracing import JobSpan, JobTracer
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class ExecuteJob:
         if recorded == failed:
             logger.warning("gave up on the job: %s: %s", error.type, error.message,
                            extra={"job_id": job.job_id, "trace_id": job.trace_id})
-            self._metrics.job_finished(source, failed.status, None)
+            self._metrics.job_finished(source, failed.status, None, error.type)
         await self.outbox.deliver(recorded)
         return recorded
 
@@ -216,9 +217,11 @@ class ExecuteJob:
         """A slot, or None when the job is cancelled while it waits for one."""
         acquire = asyncio.ensure_future(self.capacity.acquire())
         stop = asyncio.ensure_future(cancelled.wait())
+        self._metrics.job_waiting(1)
         try:
             done, _ = await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._metrics.job_waiting(-1)
             stop.cancel()
             if not acquire.done():
                 acquire.cancel()
@@ -258,7 +261,7 @@ class ExecuteJob:
         logger.warning("job failed: %s", failure.message,
                        extra={"job_id": job.job_id, "trace_id": job.trace_id})
         self._metrics.job_started(record.source)
-        self._metrics.job_finished(record.source, result.status, None)
+        self._metrics.job_finished(record.source, result.status, None, failure.error_type)
         return result
 
     async def _run(self, job: Job, record: JobRecord, renewer: asyncio.Task[None],
@@ -286,7 +289,7 @@ class ExecuteJob:
         writer = await self._events.writer(job.job_id, job.trace_id)
         self._metrics.job_started(record.source)
         clock = time.monotonic()
-        status = "unfinished"
+        status, error_type = "unfinished", None
         try:
             result = replace(await self._attempt(job, record, writer, remaining, renewer,
                                                  cancelled), run=record.run,
@@ -305,11 +308,13 @@ class ExecuteJob:
             result = await self._ledger.finish(job.job_id, self.owner,
                                                await self._with_usage(job, result))
             status = result.status
+            error_type = result.error.type if result.error is not None else None
             await writer.emit(ev.END, end_data(result))
             logger.info("job %s after %d attempt(s)", status, result.attempts, extra=log)
             return result
         finally:
-            self._metrics.job_finished(record.source, status, time.monotonic() - clock)
+            self._metrics.job_finished(record.source, status, time.monotonic() - clock,
+                                       error_type)
             await writer.aclose()
 
     async def _attempt(self, job: Job, record: JobRecord, writer: EventWriter,

@@ -203,6 +203,8 @@ class JobRecord:
             data["error"] = self.result.error.to_data()
         if self.result is not None and self.result.reason is not None:
             data["reason"] = self.result.reason
+        if self.finished and self.result is not None and self.result.usage is not None:
+            data["usage"] = self.result.usage.to_data()
         if self.status == "interrupted" and self.result is not None \
                 and self.result.interrupt is not None:
             data["interrupt"] = dict(self.result.interrupt)

@@ -114,6 +114,9 @@ class Limits:
         return self.max_model_calls is None and self.max_total_tokens is None
 
 
+NO_LIMITS = Limits()
+
+
 def limits_problems(value: object, where: str = "data.limits") -> list[str]:
     """Why `value` is not a `limits` object (CONTRACT section 2), as detail lines."""
     if value is None:

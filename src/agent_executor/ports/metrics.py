@@ -10,10 +10,16 @@ class JobMetrics(Protocol):
         """A job attempt began running (counts toward jobs in progress)."""
         ...
 
-    def job_finished(self, source: str, status: str, duration_seconds: float | None) -> None:
-        """A job attempt ended; `status` is `completed`, `failed`, `cancelled`,
-        `interrupted` (paused for a decision) or `unfinished` (stopped without an
-        outcome: its lease lost, a dependency down, the process stopping)."""
+    def job_finished(self, source: str, status: str, duration_seconds: float | None,
+                     error_type: str | None = None) -> None:
+        """A job attempt ended; `status` is `completed`, `failed` (`error_type` says
+        why), `cancelled`, `interrupted` (paused for a decision) or `unfinished`
+        (stopped without an outcome: its lease lost, a dependency down, the process
+        stopping)."""
+        ...
+
+    def job_waiting(self, delta: int) -> None:
+        """`delta` claimed jobs began (1) or stopped (-1) waiting for a free slot."""
         ...
 
     def job_interrupted(self, source: str) -> None:

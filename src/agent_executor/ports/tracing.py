@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from agent_executor.domain.job import Job
@@ -31,20 +31,3 @@ class JobTracer(Protocol):
         `trace_id` when that is 32 hex digits, else in a new trace."""
         ...
 
-
-class _Untraced:
-    traceparent = None
-
-    def ended(self, status: str) -> None:
-        return None
-
-
-class _NoTracer:
-    """The null tracer: what the use case runs with when no tracer is wired."""
-
-    def job_span(self, job: Job, *, source: str, run: int,
-                 attempt: int) -> AbstractContextManager[JobSpan]:
-        return nullcontext(_Untraced())
-
-
-UNTRACED: JobTracer = _NoTracer()

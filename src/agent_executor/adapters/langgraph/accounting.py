@@ -123,7 +123,9 @@ class AccountingMiddleware(AgentMiddleware[UsageState, Any, Any]):
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ExtendedModelResponse[Any]:
         thread, limits = _run_limits()
-        self._tally.check_and_reserve(thread, request.state.get(USAGE_KEY) or {}, limits)
+        state_calls = request.state.get(USAGE_KEY)
+        self._tally.check_and_reserve(
+            thread, state_calls if isinstance(state_calls, Mapping) else {}, limits)
         clock = time.perf_counter()
         outcome = "error"
         try:
@@ -139,12 +141,13 @@ class AccountingMiddleware(AgentMiddleware[UsageState, Any, Any]):
                                          time.perf_counter() - clock, 0, 0)
         message = next((m for m in reversed(response.result) if isinstance(m, AIMessage)),
                        None)
-        tokens = (message.usage_metadata if message is not None else None) or {}
-        call = {"model": self._label, "input_tokens": int(tokens.get("input_tokens", 0)),
-                "output_tokens": int(tokens.get("output_tokens", 0))}
+        tokens = message.usage_metadata if message is not None else None
+        input_tokens = int(tokens.get("input_tokens", 0)) if tokens else 0
+        output_tokens = int(tokens.get("output_tokens", 0)) if tokens else 0
+        call: dict[str, Any] = {"model": self._label, "input_tokens": input_tokens,
+                                "output_tokens": output_tokens}
         self._metrics.model_call(self._provider, self._model, outcome,
-                                 time.perf_counter() - clock, call["input_tokens"],
-                                 call["output_tokens"])
+                                 time.perf_counter() - clock, input_tokens, output_tokens)
         key = (message.id if message is not None else None) or f"call-{uuid.uuid4()}"
         self._tally.settle(thread, key, call)
         return ExtendedModelResponse(model_response=response,

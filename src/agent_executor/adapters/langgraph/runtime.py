@@ -42,7 +42,7 @@ from agent_executor.domain.errors import (
 from agent_executor.domain.interrupts import Interrupt, Resume
 from agent_executor.domain.job import Job
 from agent_executor.domain.result import AgentOutput
-from agent_executor.domain.usage import Limits, Usage
+from agent_executor.domain.usage import NO_LIMITS, Limits, Usage
 from agent_executor.ports.metrics import AgentMetrics
 from agent_executor.ports.runtime import EventSink
 
@@ -69,7 +69,7 @@ class LangGraphAgentRuntime:
     def __init__(self, checkpointer: BaseCheckpointSaver[Any], settings: ProviderSettings, *,
                  registry: ToolRegistry | None = None,
                  cache_size: int = DEFAULT_CACHE_SIZE, step_limit: int = STEP_LIMIT,
-                 metrics: AgentMetrics | None = None, default_limits: Limits = Limits(),
+                 metrics: AgentMetrics | None = None, default_limits: Limits = NO_LIMITS,
                  callbacks: Callable[[], list[BaseCallbackHandler]] | None = None) -> None:
         self.registry = registry if registry is not None else ToolRegistry.load()
         self.step_limit = step_limit
