@@ -59,7 +59,8 @@ def traceparent_of(span: Span) -> str | None:
     context = span.get_span_context()
     if not context.is_valid:
         return None
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+    # version 00 defines only the sampled flag (the SDK may set W3C level 2's random one)
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags & 1:02x}"
 
 
 def parent_context(traceparent: str | None) -> Context | None:
