@@ -158,3 +158,28 @@ def test_model_labels_are_bounded_and_failures_of_unknown_models_fold_into_other
         "agent_executor_llm_tokens_total", {"provider": "scripted", "model": "other",
                                             "kind": "input"})
     assert value == 5 * 3
+
+
+async def test_a_job_over_budget_fails_budget_exceeded_without_the_extra_call() -> None:
+    import json
+    from pathlib import Path
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agent_executor.adapters.langgraph import LangGraphAgentRuntime, ToolRegistry
+    from agent_executor.adapters.langgraph.scripted import ScriptedChatModel
+    from tests.unit.langgraph.conftest import Keys
+
+    data = json.loads((Path(__file__).parents[2] / "examples/jobs/hello.json").read_text())
+    data.update(job_id="budget-hello", limits={"max_model_calls": 2})
+    runtime = LangGraphAgentRuntime(InMemorySaver(), Keys(), registry=ToolRegistry.load())
+    world = World(runtime)  # type: ignore[arg-type]
+
+    result = await world.execute.execute(parse_job(data), "http")
+
+    assert result.status == "failed" and result.error is not None
+    assert (result.error.type, result.error.retryable) == ("BudgetExceeded", False)
+    assert "limits.max_model_calls (2) after 2 model call(s)" in result.error.message
+    assert ScriptedChatModel.calls.count("budget-hello") == 2  # the third was never made
+    assert result.usage is not None and result.usage.total.model_calls == 2
+    assert world.metrics.failures == ["BudgetExceeded"]

@@ -1,5 +1,5 @@
-"""Usage, budgets and call metrics: one middleware on every agent (orchestrator and
-specialists alike).
+"""Usage, budgets and model call metrics: one middleware on every agent (orchestrator
+and specialists alike; tool calls are counted by `tools.ToolFailureMiddleware`).
 
 Each model call's usage (the provider's own `usage_metadata`) goes into the
 thread state under `usage`, keyed by the AI message's id, with a dict-merge
@@ -30,10 +30,8 @@ from langchain.agents.middleware.types import (
     ModelRequest,
     ModelResponse,
 )
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.messages import AIMessage
 from langgraph.config import get_config
-from langgraph.errors import GraphBubbleUp
-from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
 from agent_executor.domain.usage import Limits, Usage
@@ -152,23 +150,6 @@ class AccountingMiddleware(AgentMiddleware[UsageState, Any, Any]):
         self._tally.settle(thread, key, call)
         return ExtendedModelResponse(model_response=response,
                                      command=Command(update={USAGE_KEY: {key: call}}))
-
-    async def awrap_tool_call(
-        self, request: ToolCallRequest,
-        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
-    ) -> ToolMessage | Command[Any]:
-        # only tools the agent really has are named: a model may call any name
-        tool = request.tool.name if request.tool is not None else "unknown"
-        try:
-            result = await handler(request)
-        except GraphBubbleUp:
-            raise
-        except BaseException:
-            self._metrics.tool_call(tool, "error")
-            raise
-        failed = isinstance(result, ToolMessage) and result.status == "error"
-        self._metrics.tool_call(tool, "error" if failed else "success")
-        return result
 
 
 def _run_limits() -> tuple[str, Limits]:

@@ -135,7 +135,7 @@ class AgentCompiler:
         return [TodoListMiddleware(),
                 AccountingMiddleware(spec.model.provider, spec.model.model, self._metrics,
                                      self.tally),
-                ToolFailureMiddleware(spec.tools)]
+                ToolFailureMiddleware(spec.tools, self._metrics)]
 
 
 def _interrupt_on(spec: AgentSpec) -> dict[str, Any]:
