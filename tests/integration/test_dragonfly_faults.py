@@ -153,7 +153,7 @@ class PausingRuntime:
     async def usage(self, job: Job) -> Usage:
         return Usage()
 
-    async def run(self, job: Job, emit: EventSink) -> AgentOutput:
+    async def run(self, job: Job, emit: EventSink, resume: object = None) -> AgentOutput:
         for i in range(3):
             await emit(LLM_STREAM, _token(i))
         self.paused.set()

@@ -350,3 +350,64 @@ async def test_random_methods_and_paths_leave_the_http_series_bounded(api: Api) 
     assert routes <= {"/health", "/jobs/{job_id:path}", "unmatched"}, routes
     assert len(_series(text, "http_requests_total{")) <= 12
     assert len(_series(text, "http_request_duration_seconds_bucket")) <= 6 * 14
+
+
+async def test_an_interrupted_job_is_answered_shown_resumed_and_its_stream_stays_open(
+        api: Api) -> None:
+    from tests.unit.test_interrupt_and_retry import PAUSE
+    api.world.runtime.pauses = [PAUSE]
+    posted = await api.client.post("/", content=structured(job_data()), headers=STRUCTURED)
+    assert posted.status_code == 200, posted.text
+    event = posted.json()
+    assert (event["type"], event["id"]) == ("dev.my-platform.agent.interrupted",
+                                            "job-1:interrupted:1")
+    assert event["data"]["interrupt"]["interrupt_id"] == "int-1"
+    view = (await api.client.get("/jobs/job-1")).json()
+    assert view["status"] == "interrupted" and view["finished_at"] is None
+    assert view["interrupt"]["requests"][0]["tool"] == "write_file"
+
+    # its stream is followed live (no end yet), not replayed as a finished job's
+    follow = asyncio.create_task(api.client.get("/jobs/job-1/events"))
+    refused = [
+        ({"decisions": [{"type": "approve"}]}, 400, "interrupt_id"),
+        ({"interrupt_id": "int-1"}, 400, "decisions"),
+        ({"interrupt_id": "int-1", "decisions": [{"type": "nope"}]}, 400, "decisions[0].type"),
+        ({"interrupt_id": "int-9", "decisions": [{"type": "approve"}]}, 409, "int-1"),
+        ({"interrupt_id": "int-1", "job_id": "other", "decisions": []}, 400, "job_id"),
+    ]
+    for body, status, needle in refused:
+        answer = await api.client.post("/jobs/job-1/resume", json=body)
+        assert (answer.status_code, needle in answer.text) == (status, True), answer.text
+    unknown = await api.client.post("/jobs/nope/resume", json={
+        "interrupt_id": "int-1", "decisions": [{"type": "approve"}]})
+    assert unknown.status_code == 404
+    assert (await api.client.post("/jobs/job-1/retry")).status_code == 409
+
+    answer = await api.client.post("/jobs/job-1/resume", json={
+        "interrupt_id": "int-1", "decisions": [{"type": "approve"}]})
+    assert answer.status_code == 202 and answer.json()["status"] == "pending"
+    assert await api.background.reap_once() == 1
+    stream = await asyncio.wait_for(follow, 5)
+    kinds = [json.loads(line[5:])["event_type"] for line in stream.text.splitlines()
+             if line.startswith("data:")]
+    assert "on_interrupt" in kinds and kinds[-1] == "end"
+    assert (await api.client.get("/jobs/job-1")).json()["status"] == "completed"
+    again = await api.client.post("/jobs/job-1/resume", json={
+        "interrupt_id": "int-1", "decisions": [{"type": "approve"}]})
+    assert again.status_code == 409
+
+
+async def test_retry_route_runs_a_failed_job_again(api: Api) -> None:
+    from agent_executor.domain.errors import ToolError
+    api.world.runtime.error = ToolError("down")
+    failed = await api.client.post("/", content=structured(job_data()), headers=STRUCTURED)
+    assert failed.json()["data"]["status"] == "failed"
+    assert (await api.client.post("/jobs/nope/retry")).status_code == 404
+    api.world.runtime.error = None
+    answer = await api.client.post("/jobs/job-1/retry", json={"job_id": "job-1"})
+    assert answer.status_code == 202 and answer.json()["run"] == 2
+    assert await api.background.reap_once() == 1
+    await api.background.drain(5)
+    view = (await api.client.get("/jobs/job-1")).json()
+    assert (view["status"], view["run"]) == ("completed", 2)
+    assert (await api.client.post("/jobs/job-1/retry")).status_code == 409

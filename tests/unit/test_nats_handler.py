@@ -217,3 +217,51 @@ async def test_a_malformed_cancel_is_rejected_and_terminated(world: World) -> No
     await world.execute.execute(make_job("done"), "nats")
     await handler(world, rejections).handle(late)  # finished: nothing to do, acked
     assert late.settled == [("ack", None)]
+
+
+def steering_event(kind: str, data: Any) -> bytes:
+    return json.dumps({"specversion": "1.0", "id": f"{kind}-1", "source": "test",
+                       "type": f"dev.my-platform.agent.{kind}",
+                       "datacontenttype": "application/json", "data": data}).encode()
+
+
+async def test_an_interrupted_job_is_acked_and_resumed_by_a_resume_event(world: World) -> None:
+    from tests.unit.test_interrupt_and_retry import PAUSE
+    world.runtime.pauses = [PAUSE]
+    job = FakeDelivery(job_data())
+    await handler(world).handle(job)
+    assert job.settled == [("ack", None)]  # the message is done with; the job waits
+    assert [r.event_id for r in world.publisher.published] == ["job-1:interrupted:1"]
+
+    rejections = FakeRejections()
+    wrong = FakeDelivery(steering_event("resume", {"job_id": "job-1", "interrupt_id": "x",
+                                                   "decisions": [{"type": "approve"}]}))
+    await handler(world, rejections).handle(wrong)
+    assert wrong.settled == [("term", None)] and "waits on interrupt int-1" in \
+        rejections.rejected[0][1]
+    bad = FakeDelivery(steering_event("resume", {"job_id": "job-1", "interrupt_id": "int-1",
+                                                 "decisions": []}))
+    await handler(world, rejections).handle(bad)
+    assert bad.settled == [("term", None)]
+
+    resume = FakeDelivery(steering_event("resume", {
+        "job_id": "job-1", "interrupt_id": "int-1", "decisions": [{"type": "approve"}]}))
+    await handler(world).handle(resume)
+    assert resume.settled == [("ack", None)] and world.execute.woken.is_set()
+    assert world.ledger.records["job-1"].status == "pending"
+
+
+async def test_a_retry_event_starts_the_next_run(world: World) -> None:
+    from agent_executor.domain.errors import ToolError
+    world.runtime.error = ToolError("down")
+    await handler(world).handle(FakeDelivery(job_data()))
+    world.runtime.error = None
+    retry = FakeDelivery(steering_event("retry", {"job_id": "job-1"}))
+    await handler(world).handle(retry)
+    assert retry.settled == [("ack", None)]
+    assert (world.ledger.records["job-1"].status, world.ledger.records["job-1"].run) == (
+        "pending", 2)
+    rejections = FakeRejections()
+    unknown = FakeDelivery(steering_event("retry", {"job_id": "nope"}))
+    await handler(world, rejections).handle(unknown)
+    assert unknown.settled == [("term", None)] and "nope" in rejections.rejected[0][1]
