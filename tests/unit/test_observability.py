@@ -183,3 +183,24 @@ async def test_a_job_over_budget_fails_budget_exceeded_without_the_extra_call() 
     assert ScriptedChatModel.calls.count("budget-hello") == 2  # the third was never made
     assert result.usage is not None and result.usage.total.model_calls == 2
     assert world.metrics.failures == ["BudgetExceeded"]
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "many", "1.5"])
+def test_a_bad_default_budget_stops_start_up_naming_the_variable(value: str) -> None:
+    from agent_executor.adapters.config import ConfigError, load_settings
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"JOB_MAX_TOTAL_TOKENS": value})
+    assert "JOB_MAX_TOTAL_TOKENS" in str(raised.value.problems)
+
+
+@pytest.mark.parametrize(("env", "on"), [
+    ({}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+    ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "true"}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"}, False),
+])
+def test_tracing_is_on_only_with_an_endpoint(env: dict[str, str], on: bool) -> None:
+    from agent_executor.adapters.config import load_settings
+    settings = load_settings({**env, "JOB_MAX_MODEL_CALLS": "40"})
+    assert settings.tracing is on and settings.job_max_model_calls == 40

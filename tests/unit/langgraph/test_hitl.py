@@ -142,3 +142,24 @@ async def test_a_bad_interrupt_on_is_an_invalid_definition(
     job = job_with(definition(node("orchestrator", interrupt_on=rule)))
     with pytest.raises(InvalidAgentDefinition, match=problem.replace(".", r"\.")):
         await runtime.run(job, log)
+
+
+async def test_usage_is_summed_over_an_interrupt_and_its_resume(
+        runtime: LangGraphAgentRuntime, log: EventLog) -> None:
+    delegate = {"name": "task", "args": {"description": "write it", "subagent_type": "writer"}}
+    writer = scripted({"content": "writing", "tool_calls": [WRITE]}, {"content": "wrote"})
+    job = job_with(definition(
+        node("orchestrator", model=scripted({"content": "delegating", "tool_calls": [delegate]},
+                                            {"content": "done"})),
+        node("writer", "Specialist", model=writer, interrupt_on={"write_file": True})),
+        job_id=f"hitl-{uuid.uuid4().hex[:8]}")
+    interrupt = await paused(runtime, job, log)
+    while_paused = await runtime.usage(job)  # from the checkpoint: nothing remembered
+    await runtime.run(job, log, Resume(interrupt.interrupt_id, (Decision("approve"),)))
+    after = await runtime.usage(job)
+
+    # paused: the orchestrator's first call (the writer's is in its own, paused, run)
+    assert while_paused.total.model_calls == 1
+    assert after.total.model_calls == 4  # two of the orchestrator, two of the writer
+    assert after.total.output_tokens == len("delegating writing wrote done".split())
+    assert after.total.input_tokens > while_paused.total.input_tokens
