@@ -28,6 +28,7 @@ from agent_executor.domain.events import END, LLM_STREAM, StreamEvent
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.job import Job
 from agent_executor.domain.result import AgentOutput, JobResult
+from agent_executor.domain.usage import Usage
 from agent_executor.ports.runtime import EventSink
 from tests.event_stream_contract import collect as _collect
 from tests.event_stream_contract import token as _token
@@ -148,6 +149,9 @@ class PausingRuntime:
     def __init__(self) -> None:
         self.gate = asyncio.Event()
         self.paused = asyncio.Event()
+
+    async def usage(self, job: Job) -> Usage:
+        return Usage()
 
     async def run(self, job: Job, emit: EventSink, resume: object = None) -> AgentOutput:
         for i in range(3):

@@ -24,6 +24,7 @@ from agent_executor.domain.interrupts import Interrupt, Resume
 from agent_executor.domain.job import Job
 from agent_executor.domain.listing import JobPage, JobQuery, encode_cursor, time_cursor
 from agent_executor.domain.result import AgentOutput, JobRecord, JobResult
+from agent_executor.domain.usage import Usage
 from agent_executor.ports.runtime import EventSink
 
 
@@ -273,6 +274,10 @@ class FakeRuntime:
         self.started = asyncio.Event()
         self.pauses: list[Interrupt] = []  # runs pause at the first until resumed with it
         self.resumes: list[Resume | None] = []
+        self.spent = Usage()  # what `usage` reports for every job
+
+    async def usage(self, job: Job) -> Usage:
+        return self.spent
 
     async def run(self, job: Job, emit: EventSink,
                   resume: Resume | None = None) -> AgentOutput | Interrupt:
@@ -384,12 +389,20 @@ class FakeMetrics:
         self.started: list[str] = []
         self.finished: list[tuple[str, str]] = []
         self.interrupted: list[str] = []
+        self.failures: list[str] = []
+        self.waiting = 0
 
     def job_started(self, source: str) -> None:
         self.started.append(source)
 
-    def job_finished(self, source: str, status: str, duration_seconds: float | None) -> None:
+    def job_finished(self, source: str, status: str, duration_seconds: float | None,
+                     error_type: str | None = None) -> None:
         self.finished.append((source, status))
+        if error_type is not None:
+            self.failures.append(error_type)
+
+    def job_waiting(self, delta: int) -> None:
+        self.waiting += delta
 
     def job_interrupted(self, source: str) -> None:
         self.interrupted.append(source)
