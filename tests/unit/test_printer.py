@@ -59,13 +59,13 @@ def test_each_line_carries_the_time_since_the_start_and_the_last_sums_the_run_up
     clock.now += 100
     printer(event(9, "end", status="completed", run=2,
                   result={"output": "done", "files": {"/a.md": "x", "/b.md": "y"},
-                          "usage": {"input_tokens": 1200, "output_tokens": 34}}))
+                          "usage": {"model_calls": 3, "input_tokens": 1200, "output_tokens": 34}}))
     lines = out.getvalue().splitlines()
     assert lines[0] == "  0.0s [Orchestrator] Hello"
     assert lines[1].startswith("  2.5s   -> Orchestrator: write_file(")
     assert lines[2] == " 1m42s output: done"
-    assert lines[-1] == ("== completed in 1m42s · run 2 · 1,234 tokens (1,200 in, 34 out) · "
-                         "2 files written")
+    assert lines[-1] == ("== completed in 1m42s · run 2 · 3 model calls, 1,234 tokens "
+                         "(1,200 in, 34 out) · 2 files written")
 
 
 def test_failed_and_cancelled_summaries_name_the_cause_and_show_no_tokens_they_lack() -> None:
@@ -76,6 +76,16 @@ def test_failed_and_cancelled_summaries_name_the_cause_and_show_no_tokens_they_l
     printer.summary({"status": "cancelled", "run": 1, "reason": "operator"}, timed=False)
     assert out.getvalue().splitlines() == ["== failed in 0.0s · run 1: ModelError: no key",
                                            "== cancelled run 1: operator"]
+
+
+def test_usage_without_tokens_shows_the_model_calls_only() -> None:
+    out = io.StringIO()
+    StreamPrinter(out, clock=Clock()).summary(
+        {"status": "completed", "run": 1, "result": {"output": "", "files": {}},
+         "usage": {"model_calls": 1, "input_tokens": 0, "output_tokens": 0,
+                   "total_tokens": 0}})
+    assert out.getvalue().splitlines()[-1] == ("== completed in 0.0s · run 1 · 1 model call "
+                                               "· 0 files written")
 
 
 def test_a_pause_names_the_tools_waiting_for_a_decision() -> None:

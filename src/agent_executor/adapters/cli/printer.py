@@ -3,8 +3,8 @@
 The text is made to be read at a glance on a terminal: each line starts with the
 time since the job started, each agent keeps its own colour, tool calls, results,
 pauses and the end are coloured by kind, and the last line sums the run up (status,
-duration, tokens when the result has `usage`, files written). Colour only on a
-terminal, and never with `NO_COLOR` set (https://no-color.org).
+duration, model calls and tokens from the result's `usage`, files written). Colour
+only on a terminal, and never with `NO_COLOR` set (https://no-color.org).
 """
 
 from __future__ import annotations
@@ -142,18 +142,23 @@ class StreamPrinter:
 
 
 def _usage(usage: Any) -> str:
-    """`1,234 tokens (1,000 in, 234 out)` from what the result's usage has."""
+    """`3 model calls, 1,234 tokens (1,200 in, 34 out)`: what the result's usage has
+    (no tokens where the provider reported none, as the scripted model)."""
     if not isinstance(usage, Mapping):
         return ""
+    parts = []
+    calls = usage.get("model_calls")
+    if isinstance(calls, int):
+        parts.append(f"{calls:,} model call{'' if calls == 1 else 's'}")
     total = usage.get("total_tokens")
     inputs, outputs = usage.get("input_tokens"), usage.get("output_tokens")
     if not isinstance(total, int) and isinstance(inputs, int) and isinstance(outputs, int):
         total = inputs + outputs
-    if not isinstance(total, int):
-        return ""
-    split = [f"{n:,} {label}" for n, label in ((inputs, "in"), (outputs, "out"))
-             if isinstance(n, int)]
-    return f"{total:,} tokens" + (f" ({', '.join(split)})" if split else "")
+    if isinstance(total, int) and total > 0:
+        split = [f"{n:,} {label}" for n, label in ((inputs, "in"), (outputs, "out"))
+                 if isinstance(n, int)]
+        parts.append(f"{total:,} tokens" + (f" ({', '.join(split)})" if split else ""))
+    return ", ".join(parts)
 
 
 def _clock(seconds: float) -> str:

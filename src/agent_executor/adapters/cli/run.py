@@ -109,9 +109,13 @@ async def _run_until_it_stops(service: Runner, job: Job, printer: StreamPrinter
                   file=sys.stderr)
             printer.summary({"status": result.status, **result.to_data()}, timed=False)
         return result
-    follower = asyncio.create_task(_print_stream(events, job.job_id, printer))
+    follower = asyncio.create_task(_print_stream(events, job.job_id, record.run, printer))
     result = await execute.run_claimed(job, record)
-    await asyncio.wait_for(follower, 10)
+    await asyncio.wait({follower}, timeout=10)  # its last events; a lost stream is no error
+    follower.cancel()
+    if result.status != "interrupted" and not printer.as_json:
+        # From the result rather than the stream's `end`: it also has the usage.
+        printer.summary({"status": result.status, **result.to_data()})
     return result
 
 
@@ -130,10 +134,14 @@ async def _stop_the_rest() -> None:
             task.exception()  # retrieved: the process is stopping, nothing to report
 
 
-async def _print_stream(events: EventStream, job_id: str, printer: StreamPrinter) -> None:
+async def _print_stream(events: EventStream, job_id: str, run: int,
+                        printer: StreamPrinter) -> None:
     """Prints the job's events after the last one printed, until the run's `end` or
-    its pause for a decision."""
-    async for event in events.follow(job_id, printer.last_seq, live=True):
+    its pause for a decision. As text the `end` is left to the summary."""
+    async for event in events.follow(job_id, printer.last_seq, live=True, until_run=run):
+        if event.event_type == ev.END and not printer.as_json:
+            printer.last_seq = event.seq
+            return
         printer(event)
         if event.event_type == ev.INTERRUPT:
             return
