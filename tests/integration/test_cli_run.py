@@ -136,6 +136,21 @@ def test_on_a_terminal_an_interrupted_job_asks_and_runs_on(tmp_path: Path) -> No
     assert "\x1b[" not in text  # NO_COLOR on a terminal
 
 
+def test_with_json_the_questions_go_to_stderr_and_stdout_stays_json_lines(
+        tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(BASE_ENV_DROP)}
+    out = on_a_terminal([sys.executable, "-m", "agent_executor", "run", "--json",
+                         str(ROOT / "examples/jobs/approval.json")], "a\n", tmp_path, env,
+                        stderr_apart=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    events = [json.loads(line) for line in lines if line != "a"]  # the terminal's echo
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert "on_interrupt" in [e["event_type"] for e in events]
+    assert events[-1]["event_type"] == "end"
+    assert "[1/1] Orchestrator wants to call write_file" in out.stderr
+
+
 def test_ctrl_c_at_the_prompt_is_one_line_and_the_job_still_waits(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(BASE_ENV_DROP)}
     argv = [sys.executable, "-m", "agent_executor", "run",
@@ -151,12 +166,15 @@ def test_ctrl_c_at_the_prompt_is_one_line_and_the_job_still_waits(tmp_path: Path
 
 
 def on_a_terminal(argv: list[str], typed: str, cwd: Path, env: dict[str, str],
-                  ctrl_c_after: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Runs `argv` with a pseudo-terminal as its standard input and output; `typed` is
-    waiting in the terminal's input before it starts; SIGINT once the output shows
-    `ctrl_c_after`."""
+                  ctrl_c_after: str | None = None, stderr_apart: bool = False
+                  ) -> subprocess.CompletedProcess[str]:
+    """Runs `argv` with a pseudo-terminal as its standard input and output (and error,
+    unless `stderr_apart`: then a file); `typed` is waiting in the terminal's input
+    before it starts; SIGINT once the output shows `ctrl_c_after`."""
     main, child = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, cwd=cwd, env=env)
+    errors = (cwd / "stderr.txt").open("w+") if stderr_apart else None
+    proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=errors or child,
+                            cwd=cwd, env=env)
     os.close(child)
     os.write(main, typed.encode())
     received = b""
@@ -176,4 +194,9 @@ def on_a_terminal(argv: list[str], typed: str, cwd: Path, env: dict[str, str],
     os.close(main)
     proc.wait(60)
     text = received.decode().replace("\r\n", "\n")
-    return subprocess.CompletedProcess(argv, proc.returncode, text, "")
+    err = ""
+    if errors is not None:
+        errors.seek(0)
+        err = errors.read()
+        errors.close()
+    return subprocess.CompletedProcess(argv, proc.returncode, text, err)

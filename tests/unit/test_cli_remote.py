@@ -181,9 +181,10 @@ def test_reject_and_edit_and_explicit_decisions(service: tuple[str, Steerable]) 
 def test_without_a_decision_option_it_asks_on_the_terminal(
         service: tuple[str, Steerable]) -> None:
     url, state = service
-    code, out, _ = cli(url, "resume", "waiting", answers=["a", "r", "no"])
-    assert code == 0, out
-    assert "[2/2] Orchestrator wants to call write_file" in out
+    code, out, err = cli(url, "resume", "waiting", answers=["a", "r", "no"])
+    assert code == 0, err
+    assert "[2/2] Orchestrator wants to call write_file" in err
+    assert out == "resumed: job waiting is pending (run 1)\n"
     assert state.received[-1][2]["decisions"] == [{"type": "approve"},
                                                   {"type": "reject", "message": "no"}]
     code, _, err = cli(url, "resume", "running")  # not a terminal, nothing to ask anyway

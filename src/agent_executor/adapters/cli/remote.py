@@ -31,15 +31,16 @@ class UsageError(Exception):
 def steer(args: argparse.Namespace, *, client: ServiceClient | None = None,
           ask: Ask = input, interactive: bool | None = None,
           out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Runs one steering command; prints the outcome (or the error) and returns the
-    exit code. `ask` and `interactive` are the terminal `resume` asks on."""
+    """Runs one steering command; prints the outcome on `out` (or the error on `err`)
+    and returns the exit code. `ask` and `interactive` are the terminal `resume` asks
+    on; its questions go to `err`."""
     service = client or ServiceClient(args.url, args.token)
     command: Callable[[], str] = {
         "status": lambda: _status(service, args),
         "cancel": lambda: _summary("cancel asked for", service.cancel(args.job_id,
                                                                       args.reason)),
         "retry": lambda: _summary("retried", service.retry(args.job_id)),
-        "resume": lambda: _resume(service, args, ask, out, sys.stdin.isatty()
+        "resume": lambda: _resume(service, args, ask, err, sys.stdin.isatty()
                                   if interactive is None else interactive),
     }[args.command]
     prog = f"agent-executor {args.command}"
@@ -75,7 +76,7 @@ def _summary(what: str, job: Mapping[str, Any]) -> str:
     return f"{what}: job {job.get('job_id')} is {job.get('status')} (run {job.get('run')})"
 
 
-def _resume(service: ServiceClient, args: argparse.Namespace, ask: Ask, out: TextIO,
+def _resume(service: ServiceClient, args: argparse.Namespace, ask: Ask, dialogue: TextIO,
             interactive: bool) -> str:
     if args.interrupt_id and (args.decisions is not None or args.edit is not None):
         decisions = (_json(args.decisions, "--decisions", list) if args.decisions is not None
@@ -98,7 +99,7 @@ def _resume(service: ServiceClient, args: argparse.Namespace, ask: Ask, out: Tex
     elif args.approve:
         decisions = [{"type": "approve"}] * pending
     elif interactive:
-        decisions = ask_decisions(interrupt, ask, lambda line: print(line, file=out))
+        decisions = ask_decisions(interrupt, ask, lambda line: print(line, file=dialogue))
     else:
         raise UsageError("give --approve, --reject MESSAGE, --edit JSON or --decisions JSON "
                          "(standard input is not a terminal to ask on)")

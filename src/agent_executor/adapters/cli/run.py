@@ -44,17 +44,24 @@ OpenRunner = Callable[[cfg.Settings], AbstractAsyncContextManager[Runner]]
 
 
 def ask_on_terminal(prompt: str) -> str:
-    """`input`, with Ctrl-C raising at once: under `asyncio.run` a first SIGINT only
-    cancels the main task, which a blocking `input` would never see."""
+    """`input`, its prompt on standard error (standard output stays the stream, JSON
+    lines with `--json`), with Ctrl-C raising at once: under `asyncio.run` a first
+    SIGINT only cancels the main task, which a blocking `input` would never see."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return input(prompt)
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
+        return input()
     finally:
         signal.signal(signal.SIGINT, previous)
 
 
+def say_on_terminal(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def decide_on_terminal(interrupt: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return ask_decisions(interrupt, ask_on_terminal, print)
+    return ask_decisions(interrupt, ask_on_terminal, say_on_terminal)
 
 
 async def run_job(settings: cfg.Settings, open_service: OpenRunner, path: str, *,
