@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agent-executor",
         description="Run LangGraph deep agents as durable jobs. `serve` and `run` take "
-                    "their configuration from environment variables (README, docs/api.md); "
+                    "their configuration from environment variables (README, Configuration); "
                     "`status`, `cancel`, `resume` and `retry` steer jobs of a running "
                     "service by URL.")
     parser.add_argument("--version", action="version",
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve", help="serve the HTTP API and consume NATS jobs (when NATS_URL is set)",
-        description="Serve the HTTP API, the web console (/ui) and metrics on HOST:PORT, "
+        description="Serve the HTTP API, health, readiness and metrics on HOST:PORT, "
                     "and consume jobs from NATS when NATS_URL is set. SIGTERM or Ctrl-C "
                     "stops it gracefully (SHUTDOWN_GRACE_SECONDS).")
     serve.add_argument("--host", help="address to listen on (overrides HOST; default 0.0.0.0)")
@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run one job in this process and print its stream",
         description="Run one job here (not through a service), printing its stream as it "
                     "happens. When the job stops for a human decision (interrupt_on) it asks "
-                    "on the terminal. Exit 0 completed, 1 failed or cancelled, 2 invalid "
-                    "input, 130 Ctrl-C.")
+                    "on the terminal. Exit 0 completed, 1 failed, cancelled or left "
+                    "waiting, 2 invalid input, 130 Ctrl-C.")
     run.add_argument("job", help="a JobExecutionEvent or a structured CloudEvent as JSON "
                                  "(`-` reads standard input)")
     run.add_argument("--json", action="store_true", help="print stream events as JSON lines")
