@@ -36,9 +36,10 @@ def wants_colour(out: TextIO, environ: Mapping[str, str] = os.environ) -> bool:
 
 
 class StreamPrinter:
-    def __init__(self, out: TextIO = sys.stdout, as_json: bool = False, *,
+    def __init__(self, out: TextIO | None = None, as_json: bool = False, *,
                  colour: bool | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        out = sys.stdout if out is None else out
         self.out = out
         self.as_json = as_json
         self.colour = wants_colour(out) if colour is None else colour
