@@ -39,6 +39,8 @@ class Person:
 
     def __call__(self, interrupt: Mapping[str, Any]) -> list[dict[str, Any]]:
         self.shown.append(interrupt)
+        if not self.answers:
+            raise EOFError  # as `input` at the end of the terminal's input
         return self.answers.pop(0)
 
 
@@ -79,3 +81,11 @@ async def test_without_decide_the_job_is_left_waiting(
     person = Person([{"type": "approve"}])  # run again, on a terminal this time
     assert await run(world, tmp_path, person) == 0
     assert person.shown == [FIRST.to_data()]
+
+
+async def test_no_answer_at_the_prompt_leaves_the_job_waiting(
+        world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    world.runtime.pauses = [FIRST]
+    assert await run(world, tmp_path, Person()) == 1  # its first answer: EOFError
+    assert world.ledger.records["job-1"].status == "interrupted"
+    assert "waits for a decision" in capsys.readouterr().err

@@ -85,7 +85,11 @@ async def run_job(settings: cfg.Settings, open_service: OpenRunner, path: str, *
             result = await _run_until_it_stops(service, job, printer)
             while result.status == "interrupted" and decide is not None:
                 assert result.interrupt is not None
-                decisions = decide(result.interrupt)
+                try:
+                    decisions = decide(result.interrupt)
+                except EOFError:  # Ctrl-D at the prompt: nobody answers
+                    print(file=sys.stderr)
+                    break
                 await service.execute.resume(job.job_id, result.interrupt["interrupt_id"],
                                              decisions)
                 result = await _run_until_it_stops(service, job, printer)
