@@ -199,3 +199,19 @@ async def test_a_cancel_asked_for_as_the_run_pauses_is_not_lost(world: World) ->
     assert (result.status, result.reason) == ("cancelled", "too late to pause")
     assert world.ledger.records["job-1"].status == "cancelled"
     assert world.publisher.published[-1].event_id == "job-1:cancelled"
+
+
+async def test_cancelling_the_runner_stops_the_agent_before_the_lease_is_given_back(
+        world: World) -> None:
+    """A shutdown (drain) cancels the job's task: the agent's own run must stop too, or
+    it would go on after another replica took the job over."""
+    world.runtime.gate = asyncio.Event()  # the agent would wait for ever
+    task = asyncio.create_task(world.execute.execute(make_job(), "http"))
+    await world.runtime.started.wait()
+    agents = [t for t in asyncio.all_tasks() if t is not task
+              and "FakeRuntime.run" in repr(t.get_coro())]
+    assert len(agents) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert agents[0].done(), "the agent kept running after its job was stopped"

@@ -26,7 +26,7 @@ from agent_executor.domain.errors import (
 from agent_executor.domain.interrupts import Interrupt, Resume, read_decisions
 from agent_executor.domain.job import Job
 from agent_executor.domain.outbox import ResultOutbox, end_data
-from agent_executor.domain.result import ErrorInfo, JobRecord, JobResult
+from agent_executor.domain.result import AgentOutput, ErrorInfo, JobRecord, JobResult
 from agent_executor.domain.untraced import UNTRACED
 from agent_executor.ports.events import EventStream, EventWriter
 from agent_executor.ports.ledger import JobLedger
@@ -342,6 +342,7 @@ class ExecuteJob:
                        cancelled: asyncio.Event) -> JobResult:
         started = record.started_at or datetime.now(UTC)
         stop = asyncio.ensure_future(cancelled.wait())
+        run: asyncio.Future[AgentOutput | Interrupt] | None = None
         try:
             if remaining <= 0:
                 raise TimeoutError
@@ -380,6 +381,10 @@ class ExecuteJob:
             failure = AgentError(f"{type(exc).__name__}: {exc}")
         finally:
             stop.cancel()
+            if run is not None and not run.done():  # this task was cancelled (shutdown):
+                run.cancel()  # the agent must stop too, before the lease is given back
+                with contextlib.suppress(BaseException):
+                    await run
         duration_ms = int((datetime.now(UTC) - started).total_seconds() * 1000)
         return JobResult.failed(job.job_id, job.trace_id, record.attempts,
                                 ErrorInfo.from_failure(failure), duration_ms)
