@@ -8,6 +8,7 @@ cd "$ROOT"
 scripts/bootstrap-venv.sh dev
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy --strict"; .venv/bin/mypy
+scripts/ensure-chromium.sh  # tests/browser drive /usr/bin/chromium
 export TEST_SERVICES_DIR
 TEST_SERVICES_DIR=$(mktemp -d "${TMPDIR:-/tmp}/agent-executor-test-services.XXXXXX")
 trap 'scripts/test-services.sh stop' EXIT
