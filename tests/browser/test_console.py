@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 
 from tests.browser.conftest import ARTIFACTS, example_job, post_job, start_service
 from tests.integration.service import ServiceProcess
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.browser
 LIVE = 30_000  # ms: the longest a page condition may take here (a job's whole run)
 
 
-def row(page: Page, job_id: str):  # type: ignore[no-untyped-def]
+def row(page: Page, job_id: str) -> Locator:
     return page.locator(f'#job-rows tr[data-job-id="{job_id}"]')
 
 
