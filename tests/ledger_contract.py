@@ -9,8 +9,10 @@ test sleeps for a fixed time and none depends on a fast machine.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -23,7 +25,9 @@ from agent_executor.domain.errors import (
     JobMismatch,
     JobNotFound,
     LeaseLost,
+    WrongJobState,
 )
+from agent_executor.domain.interrupts import Decision, Interrupt, Resume, ToolRequest
 from agent_executor.domain.job import Job
 from agent_executor.domain.listing import JobQuery, encode_cursor, summary
 from agent_executor.domain.result import AgentOutput, ErrorInfo, JobRecord, JobResult
@@ -57,6 +61,18 @@ def failed(job: Job, attempts: int = 1) -> JobResult:
                             ErrorInfo("ModelError", "provider said no", retryable=False))
 
 
+def paused(job: Job, interrupt_id: str = "i-1") -> JobResult:
+    """The run paused before a tool call that needs a decision (not yet numbered)."""
+    interrupt = Interrupt(interrupt_id, "O", (ToolRequest(
+        "write_file", f"call-{interrupt_id}", {"path": "/spec.md", "content": "# ✓"},
+        ("approve", "reject")),))
+    return JobResult.interrupted(job.job_id, job.trace_id, 1, interrupt.to_data())
+
+
+def approve(interrupt_id: str = "i-1") -> Resume:
+    return Resume(interrupt_id, (Decision("approve"),))
+
+
 async def eventually(action: Callable[[], Awaitable[T | None]],
                      retry_on: tuple[type[Exception], ...] = ()) -> T:
     """Repeat `action` until it returns something other than None without raising
@@ -80,8 +96,8 @@ async def take_over(ledger: JobLedger, job: Job, owner: str = B,
     return await eventually(lambda: ledger.claim(job, source, owner, LEASE), (JobConflict,))
 
 
-class LedgerContract:
-    """Tests every ledger must pass; subclasses provide the `ledger` fixture."""
+class CoreContract:
+    """Claims, leases, results, cancels, the outbox and the list."""
 
     async def test_get_unknown_job_is_none(self, ledger: JobLedger) -> None:
         assert await ledger.get("nope") is None
@@ -311,8 +327,9 @@ class LedgerContract:
         due = await eventually(lambda: _at_least(ledger.unpublished(0, 10), 2))
         assert [r.job_id for r in due] == ["first", "second"]
         assert [r.job_id for r in await ledger.unpublished(0, 1)] == ["first"]
-        await ledger.mark_published(first.job_id)
-        await ledger.mark_published(running.job_id)  # unfinished: nothing to mark
+        await ledger.mark_published(first.job_id, f"{first.job_id}:completed")
+        # unfinished: nothing to mark
+        await ledger.mark_published(running.job_id, f"{running.job_id}:completed")
         assert [r.job_id for r in await ledger.unpublished(0, 10)] == ["second"]
         await ledger.finish(running.job_id, A, completed(running))
         assert [r.job_id for r in await ledger.unpublished(0, 10)] == ["second", "running"]
@@ -438,7 +455,7 @@ class LedgerContract:
                 cursor = page.next_cursor
             assert found == expected, (statuses, sources)
         statuses_seen = {r.status for r in everything}
-        assert statuses_seen >= {"running", "completed", "failed"}
+        assert statuses_seen >= {"running", "completed", "failed", "interrupted"}
         assert {r.source for r in everything} == {"http", "nats"}
 
     async def test_list_of_an_empty_ledger_and_an_exact_last_page(
@@ -473,6 +490,357 @@ class LedgerContract:
         assert any(d.startswith("cursor") for d in caught.value.details)
 
 
+class SteeringContract:
+    """Interrupt, resume, retry and what they do to the other rules (CONTRACT 2a)."""
+
+    async def test_interrupt_records_the_pause_numbered_and_frees_the_lease(
+            self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        pause = paused(job)
+        recorded = await ledger.interrupt(job.job_id, A, pause)
+        assert (recorded.status, recorded.interrupt, recorded.interrupt_n, recorded.run) == (
+            "interrupted", pause.interrupt, 1, 1)
+        assert recorded.event_id == f"{job.job_id}:interrupted:1"
+        record = await ledger.get(job.job_id)
+        assert record is not None
+        assert (record.status, record.finished, record.result, record.settled) == (
+            "interrupted", False, recorded, recorded)
+        for lost in (ledger.renew(job.job_id, A, LEASE),
+                     ledger.finish(job.job_id, A, completed(job)),
+                     ledger.interrupt(job.job_id, A, pause)):
+            with pytest.raises(LeaseLost):  # the lease was given back
+                await lost
+        assert await ledger.get(job.job_id) == record
+
+    async def test_interrupt_by_another_owner_is_lease_lost(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        with pytest.raises(LeaseLost):
+            await ledger.interrupt(job.job_id, B, paused(job))
+        with pytest.raises(LeaseLost):
+            await ledger.interrupt("unknown", B, paused(make_job("unknown")))
+        record = await ledger.get(job.job_id)
+        assert record is not None and (record.status, record.result) == ("running", None)
+        await ledger.renew(job.job_id, A, LEASE)
+
+    async def test_interrupts_count_on_and_the_same_pause_keeps_its_number(
+            self, ledger: JobLedger) -> None:
+        job = make_job()
+        numbers = []
+        for interrupt_id in ("i-1", "i-1", "i-2", "i-3"):
+            await ledger.claim(job, "http", A, LEASE)
+            recorded = await ledger.interrupt(job.job_id, A, paused(job, interrupt_id))
+            numbers.append((recorded.interrupt_n, recorded.event_id))
+            await ledger.resume(job.job_id, approve(interrupt_id))
+        assert numbers == [(1, "job-1:interrupted:1"), (1, "job-1:interrupted:1"),
+                           (2, "job-1:interrupted:2"), (3, "job-1:interrupted:3")]
+
+    async def test_a_retried_run_pausing_where_the_last_one_did_is_a_new_interrupt(
+            self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        first = await ledger.interrupt(job.job_id, A, paused(job, "i-1"))
+        await ledger.cancel(job.job_id, "later", keep_unknown=False)
+        await ledger.retry(job.job_id)
+        await ledger.claim(job, "http", A, LEASE)  # from the checkpoint: the same pause
+        second = await ledger.interrupt(job.job_id, A, paused(job, "i-1"))
+        assert (first.event_id, second.event_id) == (
+            "job-1:interrupted:1", "job-1:interrupted:2")
+        record = await ledger.resume(job.job_id, approve("i-1"))
+        assert (record.status, record.run) == ("pending", 2)
+
+    async def test_claim_of_an_interrupted_job_returns_it_untouched(
+            self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "nats", A, LEASE)
+        pause = await ledger.interrupt(job.job_id, A, paused(job))
+        before = await ledger.get(job.job_id)
+        for owner, source in ((B, "http"), (A, "nats")):
+            record = await ledger.claim(job, source, owner, LEASE)
+            assert record == before and record.settled == pause  # no attempt counted
+        assert await ledger.claim_orphan(frozenset({"http", "nats"}), B, LEASE) is None
+        assert await ledger.abandon(job, "nats", failed(job)) == pause
+        with pytest.raises(JobMismatch):
+            await ledger.claim(make_job_like(job, "other input"), "nats", B, LEASE)
+        assert await ledger.get(job.job_id) == before
+
+    async def test_claim_orphan_skips_interrupted_jobs_and_takes_resumed_and_retried_ones(
+            self, ledger: JobLedger) -> None:
+        waiting, resumed, retried = make_job("waiting"), make_job("resumed"), make_job("retried")
+        for job in (waiting, resumed, retried):
+            await ledger.claim(job, "http", A, LEASE)
+        await ledger.interrupt(waiting.job_id, A, paused(waiting))
+        await ledger.interrupt(resumed.job_id, A, paused(resumed))
+        await ledger.finish(retried.job_id, A, failed(retried))
+        assert await ledger.claim_orphan(frozenset({"http"}), B, LEASE) is None
+        await ledger.resume(resumed.job_id, approve())
+        await ledger.retry(retried.job_id)
+        taken: dict[str, JobRecord] = {}
+        for _ in range(2):
+            orphan = await ledger.claim_orphan(frozenset({"http"}), B, LEASE)
+            assert orphan is not None
+            taken[orphan[0].job_id] = orphan[1]
+            assert orphan[0] in (resumed, retried)
+        assert await ledger.claim_orphan(frozenset({"http"}), B, LEASE) is None
+        got = taken["resumed"]
+        assert (got.status, got.attempts, got.run_attempts, got.resume) == (
+            "running", 2, 2, approve())
+        got = taken["retried"]
+        assert (got.status, got.attempts, got.run_attempts, got.run, got.resume) == (
+            "running", 2, 1, 2, None)
+        waits = await ledger.get(waiting.job_id)
+        assert waits is not None and waits.status == "interrupted"
+
+    async def test_resume_with_the_pending_interrupt_makes_the_job_pending(
+            self, ledger: JobLedger) -> None:
+        job = make_job()
+        first = await ledger.claim(job, "http", A, LEASE)
+        assert first.started_at is not None and first.run_attempts == 1
+        clock = time.monotonic()
+        await ledger.interrupt(job.job_id, A, paused(job))
+        while time.monotonic() - clock < 0.2:  # the job waits a while for its decision
+            await asyncio.sleep(0.05)
+        record = await ledger.resume(job.job_id, approve())
+        waited = time.monotonic() - clock
+        assert (record.status, record.result, record.resume, record.attempts,
+                record.finished, record.settled) == ("pending", None, approve(), 1, False, None)
+        assert record.started_at is not None  # moved on by the wait: running time only
+        assert 0.15 <= (record.started_at - first.started_at).total_seconds() <= waited + 1
+        assert await ledger.get(job.job_id) == record
+        assert await ledger.unpublished(0, 10) == []  # nothing to publish: no outcome held
+        claimed = await ledger.claim(job, "nats", B, LEASE)
+        assert (claimed.status, claimed.attempts, claimed.run_attempts, claimed.resume,
+                claimed.started_at, claimed.source) == (
+            "running", 2, 2, approve(), record.started_at, "http")
+        await ledger.interrupt(job.job_id, B, paused(job, "i-2"))  # applied: cleared
+        again = await ledger.resume(job.job_id, approve("i-2"))
+        assert again.resume == approve("i-2")
+        await ledger.claim(job, "http", A, LEASE)
+        await ledger.finish(job.job_id, A, completed(job, attempts=3))
+        done = await ledger.get(job.job_id)
+        assert done is not None and (done.status, done.resume) == ("completed", None)
+
+    async def test_resume_refuses_another_interrupt_and_jobs_not_interrupted(
+            self, ledger: JobLedger) -> None:
+        job = make_job()
+        with pytest.raises(JobNotFound):
+            await ledger.resume(job.job_id, approve())
+        await ledger.claim(job, "http", A, LEASE)
+        with pytest.raises(WrongJobState, match="running"):
+            await ledger.resume(job.job_id, approve())
+        await ledger.interrupt(job.job_id, A, paused(job, "i-1"))
+        waiting = await ledger.get(job.job_id)
+        with pytest.raises(WrongJobState, match="i-1"):
+            await ledger.resume(job.job_id, approve("i-0"))
+        assert await ledger.get(job.job_id) == waiting
+        await ledger.resume(job.job_id, approve("i-1"))
+        with pytest.raises(WrongJobState, match="pending"):  # resumed once only
+            await ledger.resume(job.job_id, approve("i-1"))
+        await ledger.claim(job, "http", A, LEASE)
+        await ledger.finish(job.job_id, A, completed(job, attempts=2))
+        with pytest.raises(WrongJobState, match="completed"):
+            await ledger.resume(job.job_id, approve("i-1"))
+
+    @pytest.mark.parametrize("ending", ["failed", "cancelled"])
+    async def test_retry_starts_the_next_run(self, ledger: JobLedger, ending: str) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        if ending == "failed":
+            first = await ledger.finish(job.job_id, A, failed(job))
+        else:
+            await ledger.cancel(job.job_id, "stop", keep_unknown=False)
+            first = await ledger.finish(job.job_id, A, JobResult.cancelled(
+                job.job_id, job.trace_id, 1, "stop"))
+        await ledger.mark_published(job.job_id, first.event_id)
+        record = await ledger.retry(job.job_id)
+        assert (record.status, record.run, record.attempts, record.run_attempts,
+                record.result, record.cancel_reason, record.resume, record.started_at,
+                record.finished) == ("pending", 2, 1, 0, None, None, None, None, False)
+        assert await ledger.get(job.job_id) == record
+        with pytest.raises(WrongJobState):  # pending now: one retry per ending
+            await ledger.retry(job.job_id)
+        claimed = await ledger.claim(job, "nats", B, LEASE)
+        assert (claimed.status, claimed.run, claimed.attempts, claimed.run_attempts,
+                claimed.cancel_reason) == ("running", 2, 2, 1, None)
+        assert claimed.started_at is not None
+        assert await ledger.renew(job.job_id, B, LEASE) is None  # the old cancel is gone
+        second = replace(completed(job, attempts=2), run=2)
+        assert await ledger.finish(job.job_id, B, second) == second
+        due = await eventually(lambda: _at_least(ledger.unpublished(0, 10), 1))
+        assert [r.event_id for r in due] == ["job-1:completed:2"]  # published anew
+
+    async def test_a_cancel_of_a_later_run_is_that_runs_result(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        await ledger.finish(job.job_id, A, failed(job))
+        await ledger.retry(job.job_id)
+        record = await ledger.cancel(job.job_id, "not now", keep_unknown=False)
+        assert record.result is not None
+        assert (record.status, record.run, record.result.run, record.result.event_id) == (
+            "cancelled", 2, 2, "job-1:cancelled:2")
+        third = await ledger.retry(job.job_id)
+        assert (third.run, third.attempts, third.run_attempts) == (3, 1, 0)
+
+    async def test_retry_refuses_jobs_that_are_not_failed_or_cancelled(
+            self, ledger: JobLedger) -> None:
+        with pytest.raises(JobNotFound):
+            await ledger.retry("nope")
+        running, done, waiting, pending = (make_job(i) for i in ("running", "done", "waiting",
+                                                                 "pending"))
+        for job in (running, done, waiting, pending):
+            await ledger.claim(job, "http", A, LEASE)
+        await ledger.finish(done.job_id, A, completed(done))
+        await ledger.interrupt(waiting.job_id, A, paused(waiting))
+        await ledger.release(pending.job_id, A)
+        for job, status in ((running, "running"), (done, "completed"),
+                            (waiting, "interrupted"), (pending, "pending|running")):
+            before = await ledger.get(job.job_id)
+            with pytest.raises(WrongJobState, match=status):
+                await ledger.retry(job.job_id)
+            assert await ledger.get(job.job_id) == before
+
+    async def test_retry_of_a_job_cancelled_before_it_arrived_is_refused(
+            self, ledger: JobLedger) -> None:
+        await ledger.cancel("early", "before it came", keep_unknown=True)
+        with pytest.raises(WrongJobState, match="before it arrived"):
+            await ledger.retry("early")
+        arrived = await ledger.claim(make_job("early"), "nats", A, LEASE)
+        assert arrived.status == "cancelled"
+        with pytest.raises(WrongJobState, match="before it arrived"):
+            await ledger.retry("early")  # what arrived was never recorded to run
+
+    async def test_concurrent_resumes_and_retries_each_take_effect_once(
+            self, ledger: JobLedger) -> None:
+        waiting, ended = make_job("waiting"), make_job("ended")
+        for job in (waiting, ended):
+            await ledger.claim(job, "http", A, LEASE)
+        await ledger.interrupt(waiting.job_id, A, paused(waiting))
+        await ledger.finish(ended.job_id, A, failed(ended))
+        outcomes = await asyncio.gather(
+            *(ledger.resume(waiting.job_id, approve()) for _ in range(10)),
+            *(ledger.retry(ended.job_id) for _ in range(10)), return_exceptions=True)
+        kinds = [type(o).__name__ for o in outcomes]
+        assert (kinds[:10].count("JobRecord"), kinds[10:].count("JobRecord")) == (1, 1)
+        assert kinds.count("WrongJobState") == 18, outcomes
+        record = await ledger.get(ended.job_id)
+        assert record is not None and (record.status, record.run) == ("pending", 2)
+
+    async def test_marking_an_older_outcome_published_does_not_hide_the_newer_one(
+            self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        pause = await ledger.interrupt(job.job_id, A, paused(job))
+        await ledger.resume(job.job_id, approve())
+        await ledger.claim(job, "http", A, LEASE)
+        ended = await ledger.finish(job.job_id, A, failed(job, attempts=2))
+        await ledger.mark_published(job.job_id, pause.event_id)  # a slow outbox, late
+        due = await eventually(lambda: _at_least(ledger.unpublished(0, 10), 1))
+        assert due == [ended]
+        await ledger.mark_published(job.job_id, ended.event_id)
+        assert await ledger.unpublished(0, 10) == []
+        await ledger.retry(job.job_id)
+        await ledger.mark_published(job.job_id, ended.event_id)  # no outcome held: no-op
+        await ledger.claim(job, "http", A, LEASE)
+        again = await ledger.finish(job.job_id, A, replace(failed(job, attempts=3), run=2))
+        assert again.event_id == "job-1:failed:2"
+        await ledger.mark_published(job.job_id, ended.event_id)  # run 1's, not run 2's
+        assert await eventually(lambda: _at_least(ledger.unpublished(0, 10), 1)) == [again]
+
+    async def test_unpublished_lists_interrupts_with_results_oldest_first(
+            self, ledger: JobLedger) -> None:
+        done, waiting = make_job("done"), make_job("waiting")
+        for job in (done, waiting):
+            await ledger.claim(job, "http", A, LEASE)
+        result = await ledger.finish(done.job_id, A, completed(done))
+        pause = await ledger.interrupt(waiting.job_id, A, paused(waiting))
+        assert await ledger.unpublished(3600, 10) == []
+        due = await eventually(lambda: _at_least(ledger.unpublished(0, 10), 2))
+        assert due == [result, pause]
+        assert (due[1].status, due[1].interrupt_n, due[1].interrupt) == (
+            "interrupted", 1, paused(waiting).interrupt)
+        await ledger.mark_published(waiting.job_id, pause.event_id)
+        assert await ledger.unpublished(0, 10) == [result]
+
+    async def test_cancel_of_an_interrupted_job_ends_it_at_once(self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        pause = await ledger.interrupt(job.job_id, A, paused(job))
+        await ledger.mark_published(job.job_id, pause.event_id)
+        assert await ledger.unpublished(0, 10) == []
+        record = await ledger.cancel(job.job_id, "nobody decides", keep_unknown=False)
+        result = record.result
+        assert result is not None and record.finished
+        assert (record.status, result.status, result.reason, result.attempts, result.run,
+                result.interrupt, result.event_id) == (
+            "cancelled", "cancelled", "nobody decides", 1, 1, None, "job-1:cancelled")
+        due = await eventually(lambda: _at_least(ledger.unpublished(0, 10), 1))
+        assert due == [result]  # a new outcome: published anew
+        assert (await ledger.claim(job, "nats", B, LEASE)).result == result
+        with pytest.raises(WrongJobState):
+            await ledger.resume(job.job_id, approve())
+        with pytest.raises(JobFinished):
+            await ledger.cancel(job.job_id, "again", keep_unknown=False)
+
+    async def test_the_view_of_an_interrupted_job_shows_its_interrupt(
+            self, ledger: JobLedger) -> None:
+        job = make_job()
+        await ledger.claim(job, "http", A, LEASE)
+        await ledger.interrupt(job.job_id, A, paused(job))
+        record = await ledger.get(job.job_id)
+        assert record is not None
+        view = record.to_data()
+        assert (view["status"], view["finished_at"], view["interrupt"]) == (
+            "interrupted", None, paused(job).interrupt)
+        listed = (await ledger.list_jobs(JobQuery(frozenset({"interrupted"})))).records
+        assert [r.job_id for r in listed] == [job.job_id]
+        cancelled = await ledger.cancel(job.job_id, "stop", keep_unknown=False)
+        view = cancelled.to_data()
+        assert view["finished_at"] is not None and "interrupt" not in view
+
+
+class LedgerContract(CoreContract, SteeringContract):
+    """Tests every ledger must pass; subclasses provide the `ledger` fixture."""
+
+
+# Rows an older ledger holds when it is upgraded: (job_id, status, run); `running`
+# is held by A's live lease.
+ROWS_BEFORE_STEERING = (("old-1", "completed", 1), ("old-2", "failed", 2),
+                        ("old-running", "running", 1))
+
+
+def result_before_steering(job_id: str, status: str, run: int) -> str | None:
+    """The result JSON an older ledger stored for such a row (none while it runs)."""
+    if status == "running":
+        return None
+    return json.dumps({"job_id": job_id, "trace_id": "t", "status": status, "attempts": 1,
+                       "run": run, "finished_at": "2026-01-01T00:00:00+00:00"})
+
+
+async def check_rows_from_before_steering(ledger: JobLedger) -> None:
+    """The upgraded rows' results keep the event ids they went out with (the outbox
+    marks them), a failed one is retried, the running one pauses and resumes."""
+    due = await ledger.unpublished(0, 10)
+    assert [r.event_id for r in due] == ["old-1:completed", "old-2:failed:2"]
+    for result in due:
+        await ledger.mark_published(result.job_id, result.event_id)
+    assert await ledger.unpublished(0, 10) == []
+    retried = await ledger.retry("old-2")
+    assert (retried.run, retried.attempts, retried.run_attempts) == (3, 1, 0)
+    running = make_job("old-running")
+    pause = await ledger.interrupt(running.job_id, A, paused(running))
+    assert pause.event_id == "old-running:interrupted:1"
+    assert (await ledger.resume(running.job_id, approve())).status == "pending"
+    claimed = await ledger.claim(running, "http", A, LEASE)
+    assert (claimed.attempts, claimed.resume) == (2, approve())
+
+
+def make_job_like(job: Job, content: str) -> Job:
+    """`job` with other input: another fingerprint under the same job_id."""
+    return Job(job.job_id, job.trace_id, job.agent_definition,
+               {"messages": [{"role": "user", "content": content}]})
+
+
 async def _at_least(results: Awaitable[list[JobResult]], n: int) -> list[JobResult] | None:
     found = await results
     return found if len(found) >= n else None
@@ -502,5 +870,7 @@ async def _some_jobs(ledger: JobLedger, n: int) -> list[str]:
             await ledger.finish(job.job_id, A, failed(job))
         elif i % 8 == 3:
             await ledger.release(job.job_id, A)
+        elif i % 8 == 7:
+            await ledger.interrupt(job.job_id, A, paused(job))
         ids.append(job.job_id)
     return ids

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -14,8 +16,18 @@ from agent_executor.adapters.postgres.probe import PostgresReadinessProbe
 from agent_executor.adapters.postgres.schema import REQUIRED_MIGRATIONS
 from agent_executor.domain.errors import DependencyUnavailable
 from tests.integration.conftest import PostgresDatabase
-from tests.integration.test_migrations import migrated
-from tests.ledger_contract import LEASE, LedgerContract, completed, make_job
+from tests.integration.test_migrations import migrated, run_migrations
+from tests.ledger_contract import (
+    LEASE,
+    ROWS_BEFORE_STEERING,
+    A,
+    LedgerContract,
+    check_rows_from_before_steering,
+    completed,
+    make_job,
+    paused,
+    result_before_steering,
+)
 
 
 def settings(db: PostgresDatabase, schema: str = "public", port: int | None = None
@@ -144,3 +156,72 @@ async def test_list_pages_jobs_created_at_the_same_instant_by_job_id(
     finally:
         await conn.close()
         await ledger.aclose()
+
+
+async def test_the_outbox_and_the_reaper_read_along_their_indexes(
+        postgres_db: PostgresDatabase) -> None:
+    """Interrupted jobs (many may wait for people) are in neither scan's way."""
+    await migrated(postgres_db)
+    ledger = await PostgresJobLedger.create(settings(postgres_db))
+    conn = await asyncpg.connect(postgres_db.dsn)
+    try:
+        for i in range(20):
+            job = make_job(f"index-{i}")
+            await ledger.claim(job, "http", "worker-a", LEASE)
+            if i % 2:
+                await ledger.interrupt(job.job_id, "worker-a", paused(job))
+        await conn.execute("ANALYZE job_ledger")
+        # a small table: show that an ordered scan of the index fits
+        await conn.execute("SET enable_seqscan = off")
+        await conn.execute("SET enable_bitmapscan = off")
+        for sql, args, index in (
+                (ledger._unpublished_sql, [0.0, 10], "job_ledger_unpublished_idx"),
+                (ledger._orphan_sql, [["http"], "worker-b", 30.0],
+                 "job_ledger_unfinished_lease_idx")):
+            plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *args))
+            assert index in plan and "Sort" not in plan, plan
+        waiting = await conn.fetchval(  # the reaper's index holds no interrupted job
+            "SELECT count(*) FROM job_ledger WHERE finished_at IS NULL "
+            "AND status <> 'interrupted'")
+        entries = await conn.fetchval(
+            "SELECT reltuples FROM pg_class WHERE relname = 'job_ledger_unfinished_lease_idx'")
+        assert (waiting, entries) == (10, 10)
+    finally:
+        await conn.close()
+        await ledger.aclose()
+
+
+async def test_rows_recorded_before_0006_get_their_event_ids(
+        postgres_db: PostgresDatabase, tmp_path: Path) -> None:
+    folder = Path(__file__).resolve().parents[2] / "migrations"
+    for source in sorted(folder.glob("*.sql")):
+        if source.name < "0006":
+            (tmp_path / source.name).write_text(source.read_text())
+    before = await run_migrations(postgres_db, MIGRATIONS_DIR=str(tmp_path))
+    assert before.returncode == 0, before.output
+    conn = await asyncpg.connect(postgres_db.dsn)
+    try:
+        for job_id, status, run in ROWS_BEFORE_STEERING:
+            running = status == "running"
+            await conn.execute(
+                "INSERT INTO job_ledger (job_id, trace_id, source, status, attempts, job, "
+                "result, finished_at, run, lease_owner, lease_expires_at) "
+                "VALUES ($1, 't', 'http', $2, 1, $3::jsonb, $4::jsonb, $5, $6, $7, $8)",
+                job_id, status, json.dumps(make_job(job_id).to_data()),
+                result_before_steering(job_id, status, run), None if running else now(),
+                run, A if running else None, now() + timedelta(hours=1) if running else None)
+        await migrated(postgres_db)
+        ids = dict(await conn.fetch("SELECT job_id, event_id FROM job_ledger"))
+        assert ids == {"old-1": "old-1:completed", "old-2": "old-2:failed:2",
+                       "old-running": None}
+    finally:
+        await conn.close()
+    ledger = await PostgresJobLedger.create(settings(postgres_db))
+    try:
+        await check_rows_from_before_steering(ledger)
+    finally:
+        await ledger.aclose()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

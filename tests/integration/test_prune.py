@@ -73,7 +73,10 @@ async def test_prune_removes_exactly_old_finished_jobs(
             elif job_id.endswith("failed"):
                 await ledger.finish(job_id, "w", failed(job))
             if job_id in old or job_id in ("recent-done", "young-done"):
-                await ledger.mark_published(job_id)  # "old-done-unsent": still owed
+                record = await ledger.get(job_id)
+                assert record is not None and record.result is not None
+                # "old-done-unsent": still owed
+                await ledger.mark_published(job_id, record.result.event_id)
             elif job_id == "old-released":
                 await ledger.release(job_id, "w")
             await _checkpoint_rows(db, job_id)

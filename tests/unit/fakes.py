@@ -15,6 +15,7 @@ from agent_executor.domain.errors import (
     JobMismatch,
     JobNotFound,
     LeaseLost,
+    WrongJobState,
 )
 from agent_executor.domain.events import END, StreamEvent, utc_timestamp
 from agent_executor.domain.fingerprint import fingerprint, mismatch_message
@@ -31,14 +32,28 @@ class FakeLedger:
         self.records: dict[str, JobRecord] = {}
         self.jobs: dict[str, Job] = {}
         self.leases: dict[str, tuple[str, datetime]] = {}
-        self.finished_at: dict[str, datetime] = {}
-        self.published: set[str] = set()
+        self.outcome_at: dict[str, datetime] = {}  # when the held result was recorded
+        self.published: set[str] = set()  # jobs whose held result went out
         self.fingerprints: dict[str, str] = {}
+        self.interrupts: dict[str, tuple[int, str]] = {}  # the last one's number and id
+        self.interrupted_at: dict[str, datetime] = {}
+        self.run_attempts_before: dict[str, int] = {}
         self.down = False
 
     def _check(self) -> None:
         if self.down:
             raise DependencyUnavailable("fake ledger is down")
+
+    def _store(self, record: JobRecord) -> JobRecord:
+        record = replace(record, run_attempts=record.attempts
+                         - self.run_attempts_before.get(record.job_id, 0))
+        self.records[record.job_id] = record
+        return record
+
+    def _outcome(self, job_id: str, now: datetime) -> None:
+        """A new result or interrupt is held: not published yet."""
+        self.outcome_at[job_id] = now
+        self.published.discard(job_id)
 
     async def claim(self, job: Job, source: str, owner: str, lease_seconds: float) -> JobRecord:
         self._check()
@@ -48,17 +63,16 @@ class FakeLedger:
         if record is None:
             record = JobRecord(job.job_id, job.trace_id, "running", 1, source, now, now, now)
             self.jobs[job.job_id] = job
-        elif record.finished:
+        elif record.settled is not None:
             return record
         else:
             lease = self.leases.get(job.job_id)
             if lease is not None and lease[1] > now:
                 raise JobConflict(f"job {job.job_id} is running elsewhere")
             record = replace(record, status="running", attempts=record.attempts + 1,
-                             updated_at=now)
-        self.records[job.job_id] = record
+                             updated_at=now, started_at=record.started_at or now)
         self.leases[job.job_id] = (owner, now + timedelta(seconds=lease_seconds))
-        return record
+        return self._store(record)
 
     async def renew(self, job_id: str, owner: str, lease_seconds: float) -> str | None:
         self._check()
@@ -79,33 +93,93 @@ class FakeLedger:
             record = JobRecord(job_id, "", "cancelled", 0, "nats", now, now, result=result,
                                cancel_reason=reason)
             self.jobs[job_id] = Job(job_id, "", {}, {})
-            self.finished_at[job_id] = now
+            self._outcome(job_id, now)
         elif record.finished:
             raise JobFinished(f"job {job_id} already {record.status}")
         else:
             lease = self.leases.get(job_id)
             record = replace(record, cancel_reason=reason, updated_at=now)
             if lease is None or lease[1] <= now:
-                result = JobResult.cancelled(job_id, record.trace_id, record.attempts, reason)
-                record = replace(record, status="cancelled", result=result)
+                result = replace(JobResult.cancelled(job_id, record.trace_id, record.attempts,
+                                                     reason), run=record.run)
+                record = replace(record, status="cancelled", result=result, resume=None)
                 self.leases.pop(job_id, None)
-                self.finished_at[job_id] = now
-        self.records[job_id] = record
-        return record
+                self._outcome(job_id, now)
+        return self._store(record)
 
     async def finish(self, job_id: str, owner: str, result: JobResult) -> JobResult:
         self._check()
         record = self.records[job_id]
-        if record.result is not None:
+        if record.finished and record.result is not None:
             return record.result
         lease = self.leases.get(job_id)
         if lease is None or lease[0] != owner:
             raise LeaseLost(job_id)
-        self.records[job_id] = replace(record, status=result.status, result=result,
-                                       updated_at=datetime.now(UTC))
+        now = datetime.now(UTC)
+        self._store(replace(record, status=result.status, result=result, resume=None,
+                            updated_at=now))
         del self.leases[job_id]
-        self.finished_at[job_id] = datetime.now(UTC)
+        self._outcome(job_id, now)
         return result
+
+    async def interrupt(self, job_id: str, owner: str, result: JobResult) -> JobResult:
+        self._check()
+        assert result.interrupt is not None
+        record = self.records.get(job_id)
+        lease = self.leases.get(job_id)
+        if record is None or record.finished or lease is None or lease[0] != owner:
+            raise LeaseLost(job_id)
+        now = datetime.now(UTC)
+        interrupt_id = str(result.interrupt["interrupt_id"])
+        n, last = self.interrupts.get(job_id, (0, None))
+        n = n if last == interrupt_id else n + 1
+        self.interrupts[job_id] = (n, interrupt_id)
+        result = replace(result, interrupt_n=n)
+        self._store(replace(record, status="interrupted", result=result, resume=None,
+                            updated_at=now))
+        del self.leases[job_id]
+        self.interrupted_at[job_id] = now
+        self._outcome(job_id, now)
+        return result
+
+    async def resume(self, job_id: str, resume: Resume) -> JobRecord:
+        self._check()
+        record = self.records.get(job_id)
+        if record is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        pending = self.interrupts.get(job_id, (0, None))[1]
+        if record.status != "interrupted":
+            raise WrongJobState(f"job {job_id} is {record.status}, not interrupted")
+        if pending != resume.interrupt_id:
+            raise WrongJobState(f"job {job_id} waits on interrupt {pending}, "
+                                f"not {resume.interrupt_id!r}")
+        now = datetime.now(UTC)
+        waited = now - self.interrupted_at.pop(job_id, now)
+        started = None if record.started_at is None else record.started_at + waited
+        self.outcome_at.pop(job_id, None)
+        self.published.discard(job_id)
+        return self._store(replace(record, status="pending", result=None, resume=resume,
+                                   started_at=started, updated_at=now))
+
+    async def retry(self, job_id: str) -> JobRecord:
+        self._check()
+        record = self.records.get(job_id)
+        if record is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        if record.status not in ("failed", "cancelled"):
+            raise WrongJobState(f"job {job_id} is {record.status}, not failed or cancelled")
+        if not self.jobs[job_id].agent_definition:
+            raise WrongJobState(f"job {job_id} was cancelled before it arrived")
+        self.run_attempts_before[job_id] = record.attempts
+        n, _ = self.interrupts.get(job_id, (0, ""))
+        self.interrupts[job_id] = (n, "")  # the next run's pauses are new ones
+        self.outcome_at.pop(job_id, None)
+        self.interrupted_at.pop(job_id, None)
+        self.published.discard(job_id)
+        self.leases.pop(job_id, None)
+        return self._store(replace(record, status="pending", run=record.run + 1, result=None,
+                                   cancel_reason=None, resume=None, started_at=None,
+                                   updated_at=datetime.now(UTC)))
 
     async def abandon(self, job: Job, source: str, result: JobResult) -> JobResult:
         self._check()
@@ -121,10 +195,10 @@ class FakeLedger:
             record = JobRecord(job.job_id, job.trace_id, "pending", result.attempts, source,
                                now, now)
             self.jobs[job.job_id] = job
-        self.records[job.job_id] = replace(record, status=result.status, result=result,
-                                           updated_at=now)
+        self._store(replace(record, status=result.status, result=result, resume=None,
+                            updated_at=now))
         self.leases.pop(job.job_id, None)
-        self.finished_at[job.job_id] = now
+        self._outcome(job.job_id, now)
         return result
 
     def _same_job(self, job: Job) -> None:
@@ -132,15 +206,16 @@ class FakeLedger:
         if known != fingerprint(job):
             raise JobMismatch(mismatch_message(job.job_id))
 
-    async def mark_published(self, job_id: str) -> None:
+    async def mark_published(self, job_id: str, event_id: str) -> None:
         self._check()
-        if self.records[job_id].result is not None:
+        result = self.records[job_id].result
+        if result is not None and result.event_id == event_id:
             self.published.add(job_id)
 
     async def unpublished(self, older_than_seconds: float, limit: int) -> list[JobResult]:
         self._check()
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
-        due = sorted((at, job_id) for job_id, at in self.finished_at.items()
+        due = sorted((at, job_id) for job_id, at in self.outcome_at.items()
                      if job_id not in self.published and at <= cutoff)
         results = [self.records[job_id].result for _, job_id in due[:limit]]
         return [r for r in results if r is not None]
@@ -156,7 +231,8 @@ class FakeLedger:
         now = datetime.now(UTC)
         for job_id, record in self.records.items():
             lease = self.leases.get(job_id)
-            if record.finished or record.source not in sources or (lease and lease[1] > now):
+            if record.finished or record.status == "interrupted" \
+                    or record.source not in sources or (lease and lease[1] > now):
                 continue
             job = self.jobs[job_id]
             return job, await self.claim(job, record.source, owner, lease_seconds)

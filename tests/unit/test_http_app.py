@@ -378,7 +378,9 @@ async def test_an_interrupted_job_is_answered_shown_resumed_and_its_stream_stays
     for body, status, needle in refused:
         answer = await api.client.post("/jobs/job-1/resume", json=body)
         assert (answer.status_code, needle in answer.text) == (status, True), answer.text
-    assert (await api.client.post("/jobs/nope/resume", json=refused[0][0])).status_code == 404
+    unknown = await api.client.post("/jobs/nope/resume", json={
+        "interrupt_id": "int-1", "decisions": [{"type": "approve"}]})
+    assert unknown.status_code == 404
     assert (await api.client.post("/jobs/job-1/retry")).status_code == 409
 
     answer = await api.client.post("/jobs/job-1/resume", json={

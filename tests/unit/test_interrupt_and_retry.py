@@ -185,3 +185,17 @@ async def test_waking_the_reaper_claims_a_resumed_job_at_once(world: World) -> N
     finally:
         reaping.cancel()
         await asyncio.gather(reaping, return_exceptions=True)
+
+
+async def test_a_cancel_asked_for_as_the_run_pauses_is_not_lost(world: World) -> None:
+    world.runtime.pauses = [PAUSE]
+    world.runtime.gate = asyncio.Event()
+    run = asyncio.create_task(world.execute.execute(make_job(), "http"))
+    await world.runtime.started.wait()
+    # the request is noted against the live lease, but this replica does not hear it
+    await world.ledger.cancel("job-1", "too late to pause", keep_unknown=False)
+    world.runtime.gate.set()
+    result = await asyncio.wait_for(run, 5)
+    assert (result.status, result.reason) == ("cancelled", "too late to pause")
+    assert world.ledger.records["job-1"].status == "cancelled"
+    assert world.publisher.published[-1].event_id == "job-1:cancelled"

@@ -8,7 +8,17 @@ import pytest
 from agent_executor.adapters.embedded.sqlite_ledger import SqliteJobLedger, SqliteReadinessProbe
 from agent_executor.domain.errors import DependencyUnavailable, JobConflict
 from agent_executor.domain.health import ProbeResult
-from tests.ledger_contract import LEASE, LedgerContract, completed, make_job
+from tests.ledger_contract import (
+    LEASE,
+    ROWS_BEFORE_STEERING,
+    A,
+    LedgerContract,
+    approve,
+    check_rows_from_before_steering,
+    completed,
+    make_job,
+    result_before_steering,
+)
 
 
 class TestSqliteJobLedger(LedgerContract):
@@ -87,3 +97,46 @@ async def test_list_pages_jobs_created_at_the_same_instant_by_job_id(tmp_path: P
         assert seen == sorted(ids, reverse=True)  # code point order, each once
     finally:
         await ledger.aclose()
+
+
+# the table as the version before steering (interrupts, retries) created it
+_BEFORE_STEERING = """
+CREATE TABLE job_ledger (
+    job_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, source TEXT NOT NULL,
+    status TEXT NOT NULL, attempts INTEGER NOT NULL, job TEXT NOT NULL, lease_owner TEXT,
+    lease_expires_at REAL, result TEXT, created_at REAL NOT NULL, started_at REAL,
+    finished_at REAL, updated_at REAL NOT NULL, published_at REAL, fingerprint TEXT,
+    run INTEGER NOT NULL DEFAULT 1, cancel_requested_at REAL, cancel_reason TEXT);
+"""
+
+
+async def test_a_file_from_before_steering_keeps_working(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+    import time
+
+    path = tmp_path / "ledger.sqlite3"
+    now = time.time()
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_BEFORE_STEERING)
+        for job_id, status, run in ROWS_BEFORE_STEERING:
+            running = status == "running"
+            conn.execute(
+                "INSERT INTO job_ledger (job_id, trace_id, source, status, attempts, job, "
+                "lease_owner, lease_expires_at, result, created_at, started_at, finished_at, "
+                "updated_at, run) VALUES (?, 't', 'http', ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, status, json.dumps(make_job(job_id).to_data()),
+                 A if running else None, now + 3600 if running else None,
+                 result_before_steering(job_id, status, run), now, now,
+                 None if running else now, now, run))
+    ledger = await SqliteJobLedger.create(path)
+    try:
+        await check_rows_from_before_steering(ledger)
+    finally:
+        await ledger.aclose()
+    reopened = await SqliteJobLedger.create(path)  # opening again adds nothing twice
+    try:
+        record = await reopened.get("old-running")
+        assert record is not None and record.resume == approve()
+    finally:
+        await reopened.aclose()

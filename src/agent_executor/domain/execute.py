@@ -17,6 +17,7 @@ from agent_executor.domain.errors import (
     AttemptsExhausted,
     DependencyUnavailable,
     JobFailure,
+    JobFinished,
     JobNotFound,
     JobTimeout,
     LeaseLost,
@@ -277,7 +278,7 @@ class ExecuteJob:
                             result.interrupt_n, ", ".join(
                                 str(r.get("tool")) for r in result.interrupt["requests"]),
                             extra=log)
-                return result
+                return await self._unless_cancelled_meanwhile(result, cancelled)
             result = await self._ledger.finish(job.job_id, self.owner, result)
             status = result.status
             await writer.emit(ev.END, end_data(result))
@@ -286,6 +287,25 @@ class ExecuteJob:
         finally:
             self._metrics.job_finished(record.source, status, time.monotonic() - clock)
             await writer.aclose()
+
+    async def _unless_cancelled_meanwhile(self, paused: JobResult,
+                                          cancelled: asyncio.Event) -> JobResult:
+        """A cancel asked for while the run was pausing (noted against its lease) is
+        not lost to the pause: the interrupted job is cancelled now (its lease free)."""
+        if not cancelled.is_set():
+            with contextlib.suppress(DependencyUnavailable):
+                record = await self._ledger.get(paused.job_id)
+                if record is None or record.cancel_reason is None:
+                    return paused
+        reason = await self._cancel_reason(paused.job_id)
+        with contextlib.suppress(JobFinished):
+            cancelled_record = await self._ledger.cancel(paused.job_id, reason,
+                                                         keep_unknown=False)
+            if cancelled_record.result is not None:
+                logger.info("job cancelled as it paused: %s", reason,
+                            extra={"job_id": paused.job_id, "trace_id": paused.trace_id})
+                return cancelled_record.result
+        return paused
 
     async def _attempt(self, job: Job, record: JobRecord, writer: EventWriter,
                        remaining: float, renewer: asyncio.Task[None],

@@ -40,7 +40,7 @@ class ResultOutbox:
         if not ended:
             return
         try:
-            await self._ledger.mark_published(result.job_id)
+            await self._ledger.mark_published(result.job_id, result.event_id)
         except DependencyUnavailable as exc:  # delivered again later: harmless
             logger.warning("result published but not marked so (%s)", exc,
                            extra={"job_id": result.job_id, "trace_id": result.trace_id})

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiosqlite
 
+from agent_executor.adapters.ledger_refusals import not_resumable, not_retryable, tombstone
 from agent_executor.domain.errors import (
     DependencyUnavailable,
     JobConflict,
@@ -28,6 +29,7 @@ from agent_executor.domain.errors import (
 )
 from agent_executor.domain.fingerprint import fingerprint, mismatch_message
 from agent_executor.domain.health import ProbeResult
+from agent_executor.domain.interrupts import Resume
 from agent_executor.domain.job import Job
 from agent_executor.domain.listing import JobPage, JobQuery, encode_cursor, number_cursor
 from agent_executor.domain.result import JobRecord, JobResult
@@ -36,10 +38,20 @@ logger = logging.getLogger(__name__)
 
 LEDGER_FILE = "ledger.sqlite3"
 _COLUMNS = ("job_id, trace_id, status, attempts, source, created_at, updated_at, "
-            "started_at, result, fingerprint, run, cancel_reason")
+            "started_at, result, fingerprint, run, cancel_reason, resume, "
+            "run_attempts_before")
 # A row recorded before fingerprints (NULL) matches every delivery.
 _SAME_JOB = "(fingerprint IS NULL OR fingerprint = excluded.fingerprint)"
 _LEASE_FREE = "(lease_expires_at IS NULL OR lease_expires_at <= :now)"
+# A job that may run: unfinished and not waiting for a human decision (interrupted).
+_RUNNABLE = "(finished_at IS NULL AND status <> 'interrupted')"
+# The event id of a `cancelled` result of the row's run (CONTRACT section 6).
+_CANCELLED_EVENT = "job_id || ':cancelled' || CASE WHEN run > 1 THEN ':' || run ELSE '' END"
+# The number the interrupt gets: the last one's again when it is the same pause.
+_INTERRUPT_N = ("CASE WHEN last_interrupt_id = :interrupt_id THEN interrupts "
+                "ELSE interrupts + 1 END")
+# A job cancelled before it arrived: nothing recorded to run (see `tombstone`).
+_TOMBSTONE = "(json_extract(job, '$.agent_definition') = '{}')"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS job_ledger (
@@ -60,7 +72,13 @@ CREATE TABLE IF NOT EXISTS job_ledger (
     fingerprint TEXT,
     run INTEGER NOT NULL DEFAULT 1,
     cancel_requested_at REAL,
-    cancel_reason TEXT
+    cancel_reason TEXT,
+    event_id TEXT,
+    interrupts INTEGER NOT NULL DEFAULT 0,
+    last_interrupt_id TEXT,
+    interrupted_at REAL,
+    resume TEXT,
+    run_attempts_before INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS job_ledger_unfinished_lease_idx
     ON job_ledger (lease_expires_at) WHERE finished_at IS NULL;
@@ -77,14 +95,15 @@ ON CONFLICT (job_id) DO UPDATE
    SET status = 'running', attempts = attempts + 1, lease_owner = excluded.lease_owner,
        lease_expires_at = excluded.lease_expires_at,
        started_at = coalesce(started_at, excluded.started_at), updated_at = :now
- WHERE finished_at IS NULL AND {_LEASE_FREE} AND {_SAME_JOB}
+ WHERE {_RUNNABLE} AND {_LEASE_FREE} AND {_SAME_JOB}
 RETURNING {_COLUMNS}"""
 _GET = f"SELECT {_COLUMNS} FROM job_ledger WHERE job_id = :job_id"
 _RENEW = """
 UPDATE job_ledger SET lease_expires_at = :now + :lease
  WHERE job_id = :job_id AND lease_owner = :owner AND finished_at IS NULL
 RETURNING coalesce(cancel_reason, '') AS reason, cancel_requested_at IS NOT NULL AS cancelled"""
-# pending (lease free or expired): finished now; running: noted for its runner
+# pending or interrupted (lease free or expired): finished now, a new outcome to
+# publish; running: noted for its runner
 _CANCEL = f"""
 UPDATE job_ledger
    SET status = CASE WHEN {_LEASE_FREE} THEN 'cancelled' ELSE status END,
@@ -93,6 +112,9 @@ UPDATE job_ledger
            'attempts', attempts, 'run', run,
            'finished_at', strftime('%Y-%m-%dT%H:%M:%f', :now, 'unixepoch') || '+00:00')
            ELSE result END,
+       event_id = CASE WHEN {_LEASE_FREE} THEN {_CANCELLED_EVENT} ELSE event_id END,
+       published_at = CASE WHEN {_LEASE_FREE} THEN NULL ELSE published_at END,
+       resume = CASE WHEN {_LEASE_FREE} THEN NULL ELSE resume END,
        finished_at = CASE WHEN {_LEASE_FREE} THEN :now ELSE NULL END,
        lease_owner = CASE WHEN {_LEASE_FREE} THEN NULL ELSE lease_owner END,
        lease_expires_at = CASE WHEN {_LEASE_FREE} THEN NULL ELSE lease_expires_at END,
@@ -100,34 +122,75 @@ UPDATE job_ledger
  WHERE job_id = :job_id AND finished_at IS NULL
 RETURNING {_COLUMNS}"""
 _CANCEL_UNKNOWN = f"""
-INSERT INTO job_ledger (job_id, trace_id, source, status, attempts, job, result, created_at,
-                        finished_at, updated_at, cancel_requested_at, cancel_reason)
-VALUES (:job_id, '', 'nats', 'cancelled', 0, :job, :result, :now, :now, :now, :now, :reason)
+INSERT INTO job_ledger (job_id, trace_id, source, status, attempts, job, result, event_id,
+                        created_at, finished_at, updated_at, cancel_requested_at,
+                        cancel_reason)
+VALUES (:job_id, '', 'nats', 'cancelled', 0, :job, :result, :event_id, :now, :now, :now, :now,
+        :reason)
 ON CONFLICT (job_id) DO NOTHING
 RETURNING {_COLUMNS}"""
 _FINISH = """
 UPDATE job_ledger
-   SET status = :status, result = :result, finished_at = :now, lease_owner = NULL,
+   SET status = :status, result = :result, event_id = :event_id, finished_at = :now,
+       published_at = NULL, resume = NULL, lease_owner = NULL, lease_expires_at = NULL,
+       updated_at = :now
+ WHERE job_id = :job_id AND lease_owner = :owner AND finished_at IS NULL
+RETURNING result"""
+# the lease's holder pauses the run: numbered, published anew, lease freed
+_INTERRUPT = f"""
+UPDATE job_ledger
+   SET status = 'interrupted',
+       result = json_set(:result, '$.interrupt_n', {_INTERRUPT_N}),
+       event_id = job_id || ':interrupted:' || ({_INTERRUPT_N}),
+       interrupts = {_INTERRUPT_N}, last_interrupt_id = :interrupt_id,
+       interrupted_at = :now, published_at = NULL, resume = NULL, lease_owner = NULL,
        lease_expires_at = NULL, updated_at = :now
  WHERE job_id = :job_id AND lease_owner = :owner AND finished_at IS NULL
 RETURNING result"""
-_ABANDON = f"""
-INSERT INTO job_ledger (job_id, trace_id, source, status, attempts, job, result,
-                        created_at, finished_at, updated_at, fingerprint)
-VALUES (:job_id, :trace_id, :source, :status, :attempts, :job, :result, :now, :now, :now,
-        :fingerprint)
-ON CONFLICT (job_id) DO UPDATE
-   SET status = excluded.status, result = excluded.result, finished_at = :now,
+# the pending interrupt's decisions: runnable again by anyone, its wait not counted
+# as running time
+_RESUME = f"""
+UPDATE job_ledger
+   SET status = 'pending', resume = :resume, result = NULL, event_id = NULL,
+       published_at = NULL, started_at = started_at + (:now - coalesce(interrupted_at, :now)),
+       interrupted_at = NULL, updated_at = :now
+ WHERE job_id = :job_id AND status = 'interrupted' AND last_interrupt_id = :interrupt_id
+RETURNING {_COLUMNS}"""
+# the next run of a failed or cancelled job: attempts count on, per run anew; its
+# pauses are new ones even where the last run's was (numbered on)
+_RETRY = f"""
+UPDATE job_ledger
+   SET status = 'pending', run = run + 1, result = NULL, event_id = NULL, finished_at = NULL,
+       published_at = NULL, started_at = NULL, interrupted_at = NULL, resume = NULL,
+       last_interrupt_id = NULL, cancel_requested_at = NULL, cancel_reason = NULL,
+       run_attempts_before = attempts,
        lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
- WHERE finished_at IS NULL AND {_LEASE_FREE} AND {_SAME_JOB}
+ WHERE job_id = :job_id AND status IN ('failed', 'cancelled') AND NOT {_TOMBSTONE}
+RETURNING {_COLUMNS}"""
+_STATE = f"""
+SELECT status, last_interrupt_id, {_TOMBSTONE} AS tombstone FROM job_ledger
+ WHERE job_id = :job_id"""
+_ABANDON = f"""
+INSERT INTO job_ledger (job_id, trace_id, source, status, attempts, job, result, event_id,
+                        created_at, finished_at, updated_at, fingerprint)
+VALUES (:job_id, :trace_id, :source, :status, :attempts, :job, :result, :event_id, :now,
+        :now, :now, :fingerprint)
+ON CONFLICT (job_id) DO UPDATE
+   SET status = excluded.status, result = excluded.result, event_id = :event_id,
+       finished_at = :now, published_at = NULL, resume = NULL, lease_owner = NULL,
+       lease_expires_at = NULL, updated_at = :now
+ WHERE {_RUNNABLE} AND {_LEASE_FREE} AND {_SAME_JOB}
 RETURNING result"""
+# only the outcome that went out: an older one's event never hides a newer one
 _PUBLISHED = """
 UPDATE job_ledger SET published_at = :now
- WHERE job_id = :job_id AND finished_at IS NOT NULL AND published_at IS NULL"""
+ WHERE job_id = :job_id AND event_id = :event_id AND result IS NOT NULL
+   AND published_at IS NULL"""
 _UNPUBLISHED = """
 SELECT result FROM job_ledger
- WHERE finished_at IS NOT NULL AND published_at IS NULL AND finished_at <= :now - :age
- ORDER BY finished_at LIMIT :limit"""
+ WHERE result IS NOT NULL AND published_at IS NULL
+   AND coalesce(finished_at, interrupted_at) <= :now - :age
+ ORDER BY coalesce(finished_at, interrupted_at) LIMIT :limit"""
 _RELEASE = """
 UPDATE job_ledger
    SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
@@ -138,10 +201,10 @@ UPDATE job_ledger
        lease_expires_at = :now + :lease, started_at = coalesce(started_at, :now),
        updated_at = :now
  WHERE job_id = (SELECT job_id FROM job_ledger
-                  WHERE finished_at IS NULL AND {_LEASE_FREE}
+                  WHERE {_RUNNABLE} AND {_LEASE_FREE}
                     AND source IN (SELECT value FROM json_each(:sources))
                   ORDER BY lease_expires_at LIMIT 1)
-   AND finished_at IS NULL AND {_LEASE_FREE}
+   AND {_RUNNABLE} AND {_LEASE_FREE}
 RETURNING {_COLUMNS}, job"""
 
 # GET /jobs: keyset pages; the list shows no result bodies, so the agent's output stays.
@@ -201,7 +264,7 @@ class SqliteJobLedger:
         rows = await self._fetch(_GET, params)
         if rows:
             _same_job(rows[0], job, str(params["fingerprint"]))
-        if rows and rows[0]["result"] is not None:
+        if rows and rows[0]["result"] is not None:  # finished, or waiting for a decision
             return _record(rows[0])
         raise JobConflict(f"job {job.job_id} is running under another lease")
 
@@ -223,30 +286,57 @@ class SqliteJobLedger:
                 raise JobFinished(f"job {job_id} already {known[0]['status']}")
             if not keep_unknown:
                 raise JobNotFound(f"no job with id {job_id!r}")
-            tombstone = {"job_id": job_id, "trace_id": "", "agent_definition": {},
-                         "input_payload": {}}
-            result = JobResult.cancelled(job_id, "", 0, reason).to_record()
+            result = JobResult.cancelled(job_id, "", 0, reason)
             rows = await self._fetch(_CANCEL_UNKNOWN, {
-                **params, "job": json.dumps(tombstone), "result": json.dumps(result)})
+                **params, "job": json.dumps(tombstone(job_id)),
+                "result": json.dumps(result.to_record()), "event_id": result.event_id})
             if rows:
                 return _record(rows[0])
         raise JobConflict(f"job {job_id} changed while being cancelled; try again")
 
     async def finish(self, job_id: str, owner: str, result: JobResult) -> JobResult:
         params = {"job_id": job_id, "owner": owner, "status": result.status,
-                  "result": json.dumps(result.to_record())}
+                  "result": json.dumps(result.to_record()), "event_id": result.event_id}
         rows = await self._fetch(_FINISH, params)
         if not rows:
             rows = await self._fetch(_GET, params)
-            if not rows or rows[0]["result"] is None:
+            if not rows or not _record(rows[0]).finished:
                 raise LeaseLost(f"job {job_id}: lease no longer held by {owner}")
         return JobResult.from_record(json.loads(rows[0]["result"]))
+
+    async def interrupt(self, job_id: str, owner: str, result: JobResult) -> JobResult:
+        assert result.interrupt is not None, "an interrupted result holds its interrupt"
+        rows = await self._fetch(_INTERRUPT, {
+            "job_id": job_id, "owner": owner, "result": json.dumps(result.to_record()),
+            "interrupt_id": str(result.interrupt["interrupt_id"])})
+        if not rows:
+            raise LeaseLost(f"job {job_id}: lease no longer held by {owner}")
+        return JobResult.from_record(json.loads(rows[0]["result"]))
+
+    async def resume(self, job_id: str, resume: Resume) -> JobRecord:
+        params = {"job_id": job_id, "interrupt_id": resume.interrupt_id,
+                  "resume": json.dumps(resume.to_data())}
+        rows = await self._fetch(_RESUME, params)
+        if rows:
+            return _record(rows[0])
+        state = await self._fetch(_STATE, params)
+        raise not_resumable(job_id, resume.interrupt_id,
+                            state[0]["status"] if state else None,
+                            state[0]["last_interrupt_id"] if state else None)
+
+    async def retry(self, job_id: str) -> JobRecord:
+        rows = await self._fetch(_RETRY, {"job_id": job_id})
+        if rows:
+            return _record(rows[0])
+        state = await self._fetch(_STATE, {"job_id": job_id})
+        raise not_retryable(job_id, state[0]["status"] if state else None,
+                            bool(state and state[0]["tombstone"]))
 
     async def abandon(self, job: Job, source: str, result: JobResult) -> JobResult:
         params = {"job_id": job.job_id, "trace_id": job.trace_id, "source": source,
                   "status": result.status, "attempts": result.attempts,
                   "job": json.dumps(job.to_data()), "result": json.dumps(result.to_record()),
-                  "fingerprint": fingerprint(job)}
+                  "fingerprint": fingerprint(job), "event_id": result.event_id}
         rows = await self._fetch(_ABANDON, params)
         if not rows:
             rows = await self._fetch(_GET, params)
@@ -256,8 +346,8 @@ class SqliteJobLedger:
                 raise JobConflict(f"job {job.job_id} is running under another lease")
         return JobResult.from_record(json.loads(rows[0]["result"]))
 
-    async def mark_published(self, job_id: str) -> None:
-        await self._fetch(_PUBLISHED, {"job_id": job_id})
+    async def mark_published(self, job_id: str, event_id: str) -> None:
+        await self._fetch(_PUBLISHED, {"job_id": job_id, "event_id": event_id})
 
     async def unpublished(self, older_than_seconds: float, limit: int) -> list[JobResult]:
         rows = await self._fetch(_UNPUBLISHED, {"age": older_than_seconds, "limit": limit})
@@ -343,6 +433,14 @@ _ADDED_COLUMNS = (
     ("run", "INTEGER NOT NULL DEFAULT 1", None),
     ("cancel_requested_at", "REAL", None),
     ("cancel_reason", "TEXT", None),
+    ("event_id", "TEXT", "UPDATE job_ledger SET event_id = job_id || ':' || status || "
+                         "CASE WHEN run > 1 THEN ':' || run ELSE '' END "
+                         "WHERE result IS NOT NULL"),
+    ("interrupts", "INTEGER NOT NULL DEFAULT 0", None),
+    ("last_interrupt_id", "TEXT", None),
+    ("interrupted_at", "REAL", None),
+    ("resume", "TEXT", None),
+    ("run_attempts_before", "INTEGER NOT NULL DEFAULT 0", None),
 )
 
 
@@ -373,4 +471,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
                      attempts=row["attempts"], source=row["source"], created_at=created,
                      updated_at=updated, started_at=_time(row["started_at"]), run=row["run"],
                      cancel_reason=row["cancel_reason"],
-                     result=None if result is None else JobResult.from_record(json.loads(result)))
+                     result=None if result is None else JobResult.from_record(json.loads(result)),
+                     resume=None if row["resume"] is None
+                     else Resume.from_data(json.loads(row["resume"])),
+                     run_attempts=row["attempts"] - row["run_attempts_before"])
