@@ -129,6 +129,45 @@ async def test_an_edit_from_the_page_runs_the_tool_with_the_edited_input(
     await expect(page.locator("#files .file-content")).to_have_text("Edited by a person\n")
 
 
+async def test_a_reject_from_the_page_skips_the_tool_and_tells_the_agent(
+        service: ServiceProcess, page: Page) -> None:
+    job_id = await post_job(service, example_job("approval"))
+    await page.goto(f"{service.url}/ui#job={job_id}")
+    request = page.locator("#interrupt .request").first
+    await request.locator('button[data-decision="reject"]').click(timeout=LIVE)
+    await request.get_by_role("textbox").fill("no files today")
+    await page.locator("#interrupt").get_by_role("button", name="Send decision").click()
+
+    await expect(page.locator("#job-status")).to_have_attribute("data-status", "completed",
+                                                                timeout=LIVE)
+    write = page.locator('.tool[data-tool="write_file"]')
+    await expect(write.locator(".tool-state")).to_have_text("error")
+    await expect(write.locator(".tool-output")).to_contain_text("no files today")
+    await expect(page.locator("#files .empty")).to_be_visible()
+
+
+async def test_an_interrupted_job_cancelled_then_retried_pauses_again_and_completes(
+        service: ServiceProcess, page: Page) -> None:
+    job_id = await post_job(service, example_job("approval"))
+    await page.goto(f"{service.url}/ui#job={job_id}")
+    await expect(page.locator("#interrupt")).to_be_visible(timeout=LIVE)
+    await page.locator("#btn-cancel").click()
+    await expect(page.locator("#job-status")).to_have_attribute("data-status", "cancelled",
+                                                                timeout=LIVE)
+    await expect(page.locator("#interrupt")).to_be_hidden()
+
+    await page.locator("#btn-retry").click()
+    await expect(page.locator('.fact[data-fact="run"] dd')).to_have_text("2", timeout=LIVE)
+    await expect(page.locator(".run-divider")).to_have_text("run 2", timeout=LIVE)
+    panel = page.locator("#interrupt")
+    await expect(panel).to_be_visible(timeout=LIVE)  # the retried run pauses at the tool
+    await panel.locator('button[data-decision="approve"]').click()
+    await panel.get_by_role("button", name="Send decision").click()
+    await expect(page.locator("#job-status")).to_have_attribute("data-status", "completed",
+                                                                timeout=LIVE)
+    await expect(page.locator("#files .file-content")).to_contain_text("Hello, world!")
+
+
 async def test_with_api_tokens_the_page_asks_for_the_token_then_works(
         tmp_path: Path, page: Page) -> None:
     service = await start_service(tmp_path, API_TOKENS="first-token,console-token")

@@ -355,6 +355,10 @@ class JobView {
     try {
       this.record = await api('GET', jobPath(this.id));
       if (this.closed) return;
+      // A retried run may pause again before its stream says anything.
+      if (this.endedRun && this.endedRun >= this.streamRun && this.record.run > this.endedRun) {
+        this.newRun();
+      }
       this.render();
       const rerun = !FINISHED.has(this.record.status) && this.endedRun >= this.record.run;
       if (!this.following && (this.endedRun === 0 || this.record.run > this.endedRun || rerun)) {
@@ -450,6 +454,9 @@ class JobView {
   newRun() {
     this.streamRun = this.endedRun + 1;
     this.agents.clear();
+    this.tools.clear();
+    this.answered.clear(); // a run that pauses again may reuse the interrupt's id
+    this.streamInterrupt = null;
     $('agents').append(el('div', { class: 'run-divider', text: `run ${this.streamRun}` }));
   }
 
@@ -467,9 +474,13 @@ class JobView {
   }
 
   toolStart(data) {
-    const view = this.agent(data.agent);
+    const known = data.call_id ? this.tools.get(data.call_id) : null;
+    if (known) { // announced before a pause; now it runs, perhaps with edited input
+      known.restart(data);
+      return;
+    }
     const block = new ToolView(data);
-    view.tool(block);
+    this.agent(data.agent).tool(block);
     if (data.call_id) this.tools.set(data.call_id, block);
   }
 
@@ -488,6 +499,14 @@ class JobView {
       this.renderTodos();
     }
     if (update.files && typeof update.files === 'object') this.mergeFiles(update.files);
+    // A call's tool message closes it too (a rejected call never gets on_tool_end).
+    for (const message of Array.isArray(update.messages) ? update.messages : []) {
+      const block = message && message.role === 'tool' ? this.tools.get(message.tool_call_id) : null;
+      if (block && !block.done) {
+        block.finish({ output: typeof message.content === 'string' ? message.content : pretty(message.content),
+          status: message.status === 'error' ? 'error' : 'success' });
+      }
+    }
   }
 
   mergeFiles(files) {
@@ -658,6 +677,7 @@ class JobView {
       await api('POST', `${jobPath(this.id)}/resume`, { interrupt_id: interrupt.interrupt_id, decisions });
       this.answered.add(interrupt.interrupt_id);
       this.streamInterrupt = null;
+      requests.forEach((request, i) => this.tools.get(request.call_id)?.decided(decisions[i].type));
       this.renderInterrupt();
     } catch (err) {
       showError(err);
@@ -732,14 +752,30 @@ class AgentView {
 
 class ToolView {
   constructor(data) {
+    this.done = false;
     this.state = el('span', { class: 'tool-state', data: { state: 'running' }, text: 'running' });
+    this.preview = el('span', { class: 'tool-preview' });
+    this.input = el('pre', { class: 'mono tool-input' });
     this.output = el('pre', { class: 'mono tool-output', text: '…' });
     this.node = el('details', { class: 'tool', data: { callId: data.call_id || '', tool: data.tool || '' } },
-      el('summary', {}, el('code', { class: 'tool-name', text: data.tool || 'tool' }),
-        el('span', { class: 'tool-preview', text: preview(data.input) }), this.state),
-      el('div', { class: 'tool-io' }, el('div', { class: 'label', text: 'input' }),
-        el('pre', { class: 'mono', text: data.input === undefined ? '—' : pretty(data.input) }),
+      el('summary', {}, el('code', { class: 'tool-name', text: data.tool || 'tool' }), this.preview, this.state),
+      el('div', { class: 'tool-io' }, el('div', { class: 'label', text: 'input' }), this.input,
         el('div', { class: 'label', text: 'output' }), this.output));
+    this.showInput(data.input);
+  }
+
+  showInput(input) {
+    this.preview.textContent = preview(input);
+    this.input.textContent = input === undefined ? '—' : pretty(input);
+  }
+
+  restart(data) {
+    if (data.input !== undefined) this.showInput(data.input);
+    if (!this.done) this.setState('running', 'running');
+  }
+
+  decided(type) {
+    if (!this.done) this.setState('decided', { approve: 'approved', edit: 'edited', reject: 'rejected' }[type] || type);
   }
 
   setState(state, text) {
@@ -748,14 +784,15 @@ class ToolView {
   }
 
   finish(data) {
+    this.done = true;
     this.output.textContent = data.output ?? '';
     this.setState(data.status === 'error' ? 'error' : 'success', data.status || 'done');
   }
 
-  waiting() { this.setState('waiting', 'waiting for a decision'); }
+  waiting() { if (!this.done) this.setState('waiting', 'waiting for a decision'); }
 
   unfinished(status) {
-    if (this.state.dataset.state === 'running' || this.state.dataset.state === 'waiting') {
+    if (!this.done) {
       this.setState('stopped', status === 'completed' ? 'no result' : status);
     }
   }
