@@ -21,6 +21,25 @@ def row(page: Page, job_id: str) -> Locator:
     return page.locator(f'#job-rows tr[data-job-id="{job_id}"]')
 
 
+async def paused_request(service: ServiceProcess, page: Page, decision: str) -> Locator:
+    """Post examples/jobs/approval.json, open it, and pick `decision` for its one
+    pending call (the write_file) once the page shows it."""
+    job_id = await post_job(service, example_job("approval"))
+    await page.goto(f"{service.url}/ui#job={job_id}")
+    request = page.locator("#interrupt .request").first
+    await request.locator(f'button[data-decision="{decision}"]').click(timeout=LIVE)
+    return request
+
+
+async def send_decisions(page: Page) -> None:
+    await page.locator("#interrupt").get_by_role("button", name="Send decision").click()
+
+
+async def expect_status(page: Page, status: str) -> None:
+    await expect(page.locator("#job-status")).to_have_attribute("data-status", status,
+                                                                timeout=LIVE)
+
+
 async def test_a_posted_job_appears_in_the_list_and_its_stream_renders_live(
         service: ServiceProcess, page: Page) -> None:
     await page.goto(f"{service.url}/ui")
@@ -38,8 +57,7 @@ async def test_a_posted_job_appears_in_the_list_and_its_stream_renders_live(
     await expect(page.locator("#job-status")).to_have_attribute("data-status", "running")
     await expect(page.locator("#stream-state")).to_have_attribute("data-state", "live")
 
-    await expect(page.locator("#job-status")).to_have_attribute("data-status", "completed",
-                                                                timeout=LIVE)
+    await expect_status(page, "completed")
     await expect(page.locator("#stream-state")).to_have_attribute("data-state", "ended")
     await expect(row(page, job_id).locator(".badge")).to_have_text("completed")
     # tokens grouped by agent, each tool call paired with its result
@@ -64,13 +82,11 @@ async def test_cancel_from_the_page_ends_the_job_cancelled(
         service: ServiceProcess, page: Page) -> None:
     job_id = await post_job(service, example_job("hello", delay_ms=120_000))
     await page.goto(f"{service.url}/ui#job={job_id}")
-    await expect(page.locator("#job-status")).to_have_attribute("data-status", "running",
-                                                                timeout=LIVE)
+    await expect_status(page, "running")
     await expect(page.locator("#btn-retry")).to_be_hidden()
     await page.locator("#btn-cancel").click()
 
-    await expect(page.locator("#job-status")).to_have_attribute("data-status", "cancelled",
-                                                                timeout=LIVE)
+    await expect_status(page, "cancelled")
     await expect(page.locator("#outcome")).to_contain_text("Cancelled")
     await expect(page.locator("#btn-cancel")).to_be_hidden()
     await expect(page.locator("#btn-retry")).to_be_visible()
@@ -92,8 +108,7 @@ async def test_an_interrupted_job_is_approved_from_the_page_and_completes(
         service: ServiceProcess, page: Page) -> None:
     job_id = await post_job(service, example_job("approval"))
     await page.goto(f"{service.url}/ui#job={job_id}")
-    await expect(page.locator("#job-status")).to_have_attribute("data-status", "interrupted",
-                                                                timeout=LIVE)
+    await expect_status(page, "interrupted")
     panel = page.locator("#interrupt")
     request = panel.locator('.request').first
     await expect(request.locator(".tool-name")).to_have_text("write_file")
@@ -102,8 +117,7 @@ async def test_an_interrupted_job_is_approved_from_the_page_and_completes(
     await request.locator('button[data-decision="approve"]').click()
     await panel.get_by_role("button", name="Send decision").click()
 
-    await expect(page.locator("#job-status")).to_have_attribute("data-status", "completed",
-                                                                timeout=LIVE)
+    await expect_status(page, "completed")
     await expect(panel).to_be_hidden()
     await expect(page.locator('.tool[data-tool="write_file"] .tool-state')).to_have_text(
         "success")
@@ -113,33 +127,25 @@ async def test_an_interrupted_job_is_approved_from_the_page_and_completes(
 
 async def test_an_edit_from_the_page_runs_the_tool_with_the_edited_input(
         service: ServiceProcess, page: Page) -> None:
-    job_id = await post_job(service, example_job("approval"))
-    await page.goto(f"{service.url}/ui#job={job_id}")
-    request = page.locator("#interrupt .request").first
-    await request.locator('button[data-decision="edit"]').click(timeout=LIVE)
+    request = await paused_request(service, page, "edit")
     editor = request.locator("textarea")
     await editor.fill('{"file_path": "/hello.md", "content": "not json')
-    await page.locator("#interrupt").get_by_role("button", name="Send decision").click()
+    await send_decisions(page)
     await expect(request.locator(".problem")).to_contain_text("Not valid")
     await editor.fill('{"file_path": "/hello.md", "content": "Edited by a person\\n"}')
-    await page.locator("#interrupt").get_by_role("button", name="Send decision").click()
+    await send_decisions(page)
 
-    await expect(page.locator("#job-status")).to_have_attribute("data-status", "completed",
-                                                                timeout=LIVE)
+    await expect_status(page, "completed")
     await expect(page.locator("#files .file-content")).to_have_text("Edited by a person\n")
 
 
 async def test_a_reject_from_the_page_skips_the_tool_and_tells_the_agent(
         service: ServiceProcess, page: Page) -> None:
-    job_id = await post_job(service, example_job("approval"))
-    await page.goto(f"{service.url}/ui#job={job_id}")
-    request = page.locator("#interrupt .request").first
-    await request.locator('button[data-decision="reject"]').click(timeout=LIVE)
+    request = await paused_request(service, page, "reject")
     await request.get_by_role("textbox").fill("no files today")
-    await page.locator("#interrupt").get_by_role("button", name="Send decision").click()
+    await send_decisions(page)
 
-    await expect(page.locator("#job-status")).to_have_attribute("data-status", "completed",
-                                                                timeout=LIVE)
+    await expect_status(page, "completed")
     write = page.locator('.tool[data-tool="write_file"]')
     await expect(write.locator(".tool-state")).to_have_text("error")
     await expect(write.locator(".tool-output")).to_contain_text("no files today")
@@ -152,8 +158,7 @@ async def test_an_interrupted_job_cancelled_then_retried_pauses_again_and_comple
     await page.goto(f"{service.url}/ui#job={job_id}")
     await expect(page.locator("#interrupt")).to_be_visible(timeout=LIVE)
     await page.locator("#btn-cancel").click()
-    await expect(page.locator("#job-status")).to_have_attribute("data-status", "cancelled",
-                                                                timeout=LIVE)
+    await expect_status(page, "cancelled")
     await expect(page.locator("#interrupt")).to_be_hidden()
 
     await page.locator("#btn-retry").click()
@@ -163,8 +168,7 @@ async def test_an_interrupted_job_cancelled_then_retried_pauses_again_and_comple
     await expect(panel).to_be_visible(timeout=LIVE)  # the retried run pauses at the tool
     await panel.locator('button[data-decision="approve"]').click()
     await panel.get_by_role("button", name="Send decision").click()
-    await expect(page.locator("#job-status")).to_have_attribute("data-status", "completed",
-                                                                timeout=LIVE)
+    await expect_status(page, "completed")
     await expect(page.locator("#files .file-content")).to_contain_text("Hello, world!")
 
 
@@ -185,8 +189,7 @@ async def test_with_api_tokens_the_page_asks_for_the_token_then_works(
         await dialog.get_by_role("button", name="Use token").click()
         await expect(dialog).to_be_hidden()
         await row(page, job_id).click()
-        await expect(page.locator("#job-status")).to_have_attribute("data-status",
-                                                                    "completed", timeout=LIVE)
+        await expect_status(page, "completed")
         await expect(page.locator("#stream-state")).to_have_attribute("data-state", "ended")
         await expect(page.locator("#files .file-tab")).to_have_count(1)
         assert await page.evaluate("sessionStorage.getItem('agent-executor.token')") == \
