@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.browser.conftest import ARTIFACTS, example_job, post_job, start_service
 from tests.integration.service import ServiceProcess
@@ -200,5 +200,38 @@ async def test_with_api_tokens_the_page_asks_for_the_token_then_works(
         await expect(dialog).to_be_hidden()
         await page.get_by_role("button", name="Forget token").click()
         await expect(dialog).to_be_visible()
+    finally:
+        service.kill()
+
+
+async def test_after_the_service_dies_mid_job_the_stream_resumes_without_gaps_or_repeats(
+        tmp_path: Path, browser: Browser, page: Page) -> None:
+    env = {"JOB_LEASE_SECONDS": "2"}
+    service = await start_service(tmp_path, **env)
+    try:
+        job_id = await post_job(service, example_job("spec-builder", delay_ms=600))
+        await page.goto(f"{service.url}/ui#job={job_id}")
+        await expect(page.locator('.agent[data-agent="requirements-analyst"]')).to_be_visible(
+            timeout=LIVE)
+        service.kill()
+        await expect(page.locator("#stream-state")).to_have_attribute("data-state",
+                                                                      "reconnecting")
+        # The same port and data: the new process takes the orphaned job over once its
+        # lease ends, and the page goes on after the last seq it had (Last-Event-ID).
+        service = await ServiceProcess({"AGENT_EXECUTOR_PROFILE": "local", **env},
+                                       service.data_dir, port=service.port).start()
+        await expect_status(page, "completed")
+        await expect(page.locator("#stream-state")).to_have_attribute("data-state", "ended")
+        fresh = await browser.new_page()
+        try:
+            await fresh.goto(f"{service.url}/ui#job={job_id}")
+            await expect(fresh.locator("#stream-state")).to_have_attribute("data-state",
+                                                                           "ended",
+                                                                           timeout=LIVE)
+            assert await page.inner_text("#agents") == await fresh.inner_text("#agents")
+            assert await page.inner_text("#stream-state") == \
+                await fresh.inner_text("#stream-state")
+        finally:
+            await fresh.close()
     finally:
         service.kill()

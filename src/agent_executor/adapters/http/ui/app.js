@@ -425,7 +425,7 @@ class JobView {
   setStreamState(state) {
     const node = $('stream-state');
     node.dataset.state = state;
-    node.textContent = state === 'live' ? `live · seq ${this.lastSeq}` : state;
+    node.textContent = state === 'live' || state === 'ended' ? `${state} · seq ${this.lastSeq}` : state;
   }
 
   // Returns true on the run's `end`.
