@@ -58,8 +58,9 @@ function span(ms) {
   const s = ms / 1000;
   if (s < 60) return `${s.toFixed(1)} s`;
   const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min ${Math.round(s - m * 60)} s`;
-  return `${Math.floor(m / 60)} h ${m % 60} min`;
+  const two = (n) => String(n).padStart(2, '0');
+  if (m < 60) return `${m}m ${two(Math.floor(s - m * 60))}s`;
+  return `${Math.floor(m / 60)}h ${two(m % 60)}m`;
 }
 
 function took(job) {
