@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.browser.conftest import ARTIFACTS, example_job, post_job, start_service
-from tests.integration.service import ServiceProcess
+from tests.integration.service import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -76,6 +76,44 @@ async def test_a_posted_job_appears_in_the_list_and_its_stream_renders_live(
     await expect(page.locator('.fact[data-fact="attempts"] dd')).to_have_text("1")
     ARTIFACTS.mkdir(exist_ok=True)  # the README's picture: docs/images/console.png
     await page.screenshot(path=str(ARTIFACTS / "console.png"))
+
+
+async def test_the_list_filters_by_status_and_source_and_pages_newest_first(
+        service: ServiceProcess, page: Page) -> None:
+    broken = example_job("hello")
+    broken["agent_definition"]["nodes"] = []  # InvalidAgentDefinition: a failed job
+    ids = [await post_job(service, job) for job in
+           (example_job("hello"), broken, example_job("hello"), example_job("hello"))]
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        for job_id in ids:
+            await wait_for(lambda j=job_id: _finished(client, j), LIVE / 1000, job_id)
+    await page.goto(f"{service.url}/ui?limit=3")
+    rows = page.locator("#job-rows tr")
+    await expect(rows).to_have_count(3)
+    newest_first = list(reversed(ids))
+    for index, job_id in enumerate(newest_first[:3]):
+        await expect(rows.nth(index)).to_have_attribute("data-job-id", job_id)
+    await expect(page.locator("#page-newer")).to_be_disabled()
+    await page.locator("#page-older").click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_have_attribute("data-job-id", newest_first[3])
+    await expect(page.locator("#page-label")).to_have_text("page 2")
+    await expect(page.locator("#page-older")).to_be_disabled()
+    await page.locator("#page-newer").click()
+    await expect(rows).to_have_count(3)
+
+    await page.locator('#status-filter .chip[data-status="failed"]').click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_have_attribute("data-job-id", ids[1])
+    await page.locator('#status-filter .chip[data-status="completed"]').click()
+    await expect(rows).to_have_count(3)  # failed or completed, the first page of them
+    await page.locator("#source-filter").select_option("nats")
+    await expect(rows).to_have_count(0)
+    await expect(page.locator("#jobs-empty")).to_be_visible()
+
+
+async def _finished(client: httpx.AsyncClient, job_id: str) -> bool:
+    return (await client.get(f"/jobs/{job_id}")).json()["status"] in ("completed", "failed")
 
 
 async def test_cancel_from_the_page_ends_the_job_cancelled(

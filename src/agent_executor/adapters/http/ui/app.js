@@ -10,7 +10,7 @@ const FINISHED = new Set(['completed', 'failed', 'cancelled']);
 const CANCELLABLE = new Set(['pending', 'running', 'interrupted']);
 const RETRYABLE = new Set(['failed', 'cancelled']);
 const POLL_MS = 2000;
-const PAGE_SIZE = 25;
+const PAGE_SIZE = Math.min(500, Math.max(1, Number(new URLSearchParams(location.search).get('limit')) || 25));
 const DECISION_LABELS = { approve: 'Approve', edit: 'Edit', reject: 'Reject' };
 
 const $ = (id) => document.getElementById(id);
