@@ -616,7 +616,8 @@ class JobView {
     }));
     box.replaceChildren(
       el('h3', {}, 'Waiting for a decision',
-        el('span', { class: 'muted', text: ` · ${interrupt.agent || 'agent'} · ${interrupt.interrupt_id}` })),
+        el('span', { class: 'interrupt-meta', text: ` · ${interrupt.agent || 'agent'} · ` }),
+        el('code', { class: 'interrupt-meta', text: interrupt.interrupt_id })),
       ...cards, el('div', { class: 'interrupt-actions' }, send));
     box.hidden = false;
   }
