@@ -361,8 +361,8 @@ class JobView {
         this.newRun();
       }
       this.render();
-      const rerun = !FINISHED.has(this.record.status) && this.endedRun >= this.record.run;
-      if (!this.following && (this.endedRun === 0 || this.record.run > this.endedRun || rerun)) {
+      // Each run's stream closes with its `end`; a retry is a new run with a new number.
+      if (!this.following && (this.endedRun === 0 || this.record.run > this.endedRun)) {
         this.follow();
       }
     } catch (err) {
