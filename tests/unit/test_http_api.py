@@ -159,6 +159,7 @@ async def test_with_tokens_every_route_but_the_probes_is_401_without_one(
                 continue
             assert response.status_code == 401, (method, path, response.status_code)
             assert response.headers["www-authenticate"].startswith("Bearer")
+            assert response.headers["connection"] == "close"  # its body was not read
             body = response.json()
             assert set(body) == {"error", "details"} and body["details"]
         for header in ({"authorization": "Bearer wrong"}, {"authorization": f"Basic {TOKEN}"},
