@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.otlp_receiver import OtlpReceiver
+
 from bench.floor import MODES
 from bench.jobs import ROOT, shape_template, shapes
 from bench.profile import py_spy, recording
@@ -56,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--service-src", type=Path, metavar="DIR",
                         help="run `serve` from this src/ (e.g. an older checkout's) to "
                              "compare it with the same floor")
+    parser.add_argument("--tracing", action="store_true",
+                        help="export the service's traces over OTLP/HTTP to a receiver in "
+                             "the bench process (docs/observability.md)")
     args = parser.parse_args(argv)
     try:
         args.concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
@@ -94,6 +99,7 @@ class Bench:
         self.workdir = workdir
         self.rows: list[dict[str, Any]] = []
         self.soak: list[dict[str, float]] = []
+        self.otlp_endpoint: str | None = None  # --tracing: the in-process receiver's
 
     async def run(self) -> None:
         for concurrency in self.args.concurrencies:
@@ -114,6 +120,8 @@ class Bench:
 
     async def service(self, concurrency: int) -> dict[str, Measurement]:
         env = {**self.backing.service_env(), "MAX_CONCURRENT_JOBS": str(concurrency)}
+        if self.otlp_endpoint is not None:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp_endpoint
         if self.args.service_src is not None:
             path = [str(self.args.service_src.resolve()), os.environ.get("PYTHONPATH", "")]
             env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
@@ -250,10 +258,16 @@ def _print(bench: Bench) -> None:
 async def main_async(args: argparse.Namespace) -> int:
     async with backing_servers("agent-executor-bench-") as (backing, workdir):
         bench = Bench(args, backing, workdir)
+        receiver = OtlpReceiver() if args.tracing else None
         try:
+            if receiver is not None:
+                bench.otlp_endpoint = receiver.__enter__().endpoint
             async with asyncio.timeout(_budget(args)):
                 await bench.run()
         finally:
+            if receiver is not None:
+                receiver.__exit__(None, None, None)
+                print(f"tracing: the receiver got {len(receiver.spans)} spans")
             _print(bench)
             if args.output is not None:
                 args.output.write_text(json.dumps(bench.report(), indent=2) + "\n")

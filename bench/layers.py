@@ -11,6 +11,8 @@ The same compiled graph, run at the same concurrency, one layer added at a time:
 - `dragonfly`: the same through the real Dragonfly writer;
 - `execute`: `ExecuteJob.execute` (ledger claim and finish, metrics, the `end`
   event), results handed to a publisher that drops them;
+- `traced` (with `--tracing`): `execute` with tracing on, exporting over OTLP/HTTP
+  to a receiver in another process (the job span, model, tool and publish spans);
 - `nats`: the job published to the intake subject, run by the service's own NATS
   consumer in this process, its result event awaited (this includes the bench's
   publishing and receiving, about 0.2 ms a job).
@@ -28,10 +30,12 @@ import argparse
 import asyncio
 import gc
 import os
+import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -61,7 +65,8 @@ async def _drop(event_type: str, data: Mapping[str, Any]) -> None:
 
 
 async def measure(backing: Backing, shape: str, concurrency: int, jobs: int,
-                  rounds: int) -> dict[str, list[float]]:
+                  rounds: int, otlp_endpoint: str | None = None) -> dict[str, list[float]]:
+    layers = LAYERS if otlp_endpoint is None else (*LAYERS[:-1], "traced", LAYERS[-1])
     env = {**backing.service_env(), "MAX_CONCURRENT_JOBS": str(concurrency)}
     container = Container(settings=cfg.load_settings(env))
     ledger = await container.ledger()
@@ -70,6 +75,19 @@ async def measure(backing: Backing, shape: str, concurrency: int, jobs: int,
     execute = ExecuteJob(ledger, runtime, events, _DroppedResults(), container.metrics(),
                          owner="bench-layers", max_concurrent=concurrency,
                          job_timeout_seconds=120)
+    traced = None
+    if otlp_endpoint is not None:  # this branch's tracing adapters, wired as bootstrap does
+        from agent_executor.adapters.otel.publisher import TracedResultPublisher
+        from agent_executor.adapters.otel.tracer import OtelJobTracer, tracer_provider
+        from agent_executor.bootstrap import _runtime
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_endpoint
+        tracer = OtelJobTracer(tracer_provider("agent-executor-bench"))
+        traced = ExecuteJob(ledger, _runtime(await container.checkpointer(), container.settings(),
+                                             container.metrics(), tracer),
+                            events, TracedResultPublisher(_DroppedResults(), tracer.tracer),
+                            container.metrics(), owner="bench-layers-traced",
+                            max_concurrent=concurrency, job_timeout_seconds=120,
+                            tracer=tracer)
     consumer = await container.consumer()
     await consumer.start()
     results: dict[str, asyncio.Future[None]] = {}
@@ -121,6 +139,9 @@ async def measure(backing: Backing, shape: str, concurrency: int, jobs: int,
                 await runtime.run(job, writer.emit)
             finally:
                 await writer.aclose()
+        elif layer == "traced":
+            assert traced is not None
+            await traced.execute(job, "nats")
         else:
             await execute.execute(job, "nats")
 
@@ -134,12 +155,12 @@ async def measure(backing: Backing, shape: str, concurrency: int, jobs: int,
                                for _ in range(count)))
 
     try:
-        for layer in LAYERS:  # warm-up: caches, pools, the allocator
+        for layer in layers:  # warm-up: caches, pools, the allocator
             await batch(layer, max(8, 2 * concurrency))
         gc.freeze()  # as `serve` does once started
-        cpu: dict[str, list[float]] = {layer: [] for layer in LAYERS}
+        cpu: dict[str, list[float]] = {layer: [] for layer in layers}
         for _ in range(rounds):
-            for layer in LAYERS:
+            for layer in layers:
                 started = time.process_time()
                 await batch(layer, jobs)
                 cpu[layer].append((time.process_time() - started) / jobs * 1000)
@@ -154,7 +175,7 @@ def _print(shape: str, concurrency: int, cpu: dict[str, list[float]]) -> None:
     print(f"\n{shape} C={concurrency}: CPU ms per job (min of {len(cpu['invoke'])} rounds), "
           "and what each layer adds to the one before")
     previous: float | None = None
-    for layer in LAYERS:
+    for layer in cpu:
         best = min(cpu[layer])
         added = "" if previous is None else f"{best - previous:+6.2f}"
         rounds = " ".join(f"{value:.1f}" for value in cpu[layer])
@@ -164,10 +185,31 @@ def _print(shape: str, concurrency: int, cpu: dict[str, list[float]]) -> None:
 
 async def main_async(args: argparse.Namespace) -> int:
     async with backing_servers("agent-executor-layers-") as (backing, _):
-        for shape in args.shapes:
-            cpu = await measure(backing, shape, args.concurrency, args.jobs, args.rounds)
-            _print(shape, args.concurrency, cpu)
+        receiver = _receiver() if args.tracing else None
+        try:
+            endpoint = None
+            if receiver is not None:
+                assert receiver.stdout is not None
+                endpoint = (await asyncio.to_thread(receiver.stdout.readline)).decode().strip()
+            for shape in args.shapes:
+                cpu = await measure(backing, shape, args.concurrency, args.jobs, args.rounds,
+                                    endpoint)
+                _print(shape, args.concurrency, cpu)
+        finally:
+            if receiver is not None:
+                receiver.terminate()
+                receiver.wait(10)
     return 0
+
+
+def _receiver() -> subprocess.Popen[bytes]:
+    """tests/otlp_receiver.py in a process of its own (its decoding is not the service's
+    CPU); prints its endpoint, runs until terminated."""
+    code = ("import sys, threading; from tests.otlp_receiver import OtlpReceiver; "
+            "r = OtlpReceiver().__enter__(); print(r.endpoint, flush=True); "
+            "threading.Event().wait()")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            cwd=Path(__file__).resolve().parents[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--jobs", type=int, default=96, help="jobs per layer and round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tracing", action="store_true",
+                        help="add the `traced` layer (OTLP/HTTP to a local receiver)")
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.jobs < 1 or args.rounds < 1:
         parser.error("--concurrency, --jobs and --rounds must be >= 1")

@@ -11,14 +11,16 @@ with them (serve, run, prune; signals, exit codes) is `adapters/process.py`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dependency_injector import containers, providers
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -42,17 +44,37 @@ from agent_executor.adapters.postgres.probe import PostgresReadinessProbe
 from agent_executor.domain.background import BackgroundJobs
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.health import ProbeResult
+from agent_executor.domain.untraced import UNTRACED
+from agent_executor.domain.usage import Limits
 from agent_executor.ports.events import EventStream
 from agent_executor.ports.health import ReadinessProbe
 from agent_executor.ports.ledger import JobLedger
 from agent_executor.ports.publisher import ResultPublisher
 from agent_executor.ports.signals import CancelBroadcast
+from agent_executor.ports.tracing import JobTracer
+
+if TYPE_CHECKING:  # the SDK is imported only when tracing is on
+    from agent_executor.adapters.otel.tracer import OtelJobTracer
 
 logger = logging.getLogger(__name__)
 SQLITE_CHECKPOINTS = "checkpoints.sqlite"
 
 
 # Resources: opened in RESOURCE_ORDER, closed in reverse (see open_resources).
+
+async def _tracing(settings: cfg.Settings) -> AsyncIterator[OtelJobTracer | None]:
+    """OTLP traces when an endpoint is set; else None: no SDK, no span, no handler."""
+    if not settings.tracing:
+        yield None
+        return
+    from agent_executor.adapters.otel.tracer import OtelJobTracer, tracer_provider
+    provider = tracer_provider(settings.otel_service_name)
+    logger.info("exporting traces over OTLP/HTTP as service %s", settings.otel_service_name)
+    try:
+        yield OtelJobTracer(provider)
+    finally:  # flushes what is still batched
+        await asyncio.to_thread(provider.shutdown)
+
 
 async def _ledger(settings: cfg.Settings) -> AsyncIterator[JobLedger]:
     ledger: PostgresJobLedger | SqliteJobLedger
@@ -125,14 +147,34 @@ async def _nats(settings: cfg.Settings) -> AsyncIterator[Any]:
 
 
 def _publisher(settings: cfg.Settings, nats: Any, names: EventNames,
-               metrics: PrometheusMetrics) -> ResultPublisher:
+               metrics: PrometheusMetrics, tracing: OtelJobTracer | None) -> ResultPublisher:
+    publisher: ResultPublisher
     if nats is None:
-        return LoggingResultPublisher(names, metrics)
-    from agent_executor.adapters.nats.publisher import NatsResultPublisher
-    assert settings.nats is not None
-    publisher: ResultPublisher = NatsResultPublisher(nats, settings.nats, names, metrics,
-                                                     max_event_bytes=settings.max_event_bytes)
-    return publisher
+        publisher = LoggingResultPublisher(names, metrics)
+    else:
+        from agent_executor.adapters.nats.publisher import NatsResultPublisher
+        assert settings.nats is not None
+        publisher = NatsResultPublisher(nats, settings.nats, names, metrics,
+                                        max_event_bytes=settings.max_event_bytes)
+    if tracing is None:
+        return publisher
+    from agent_executor.adapters.otel.publisher import TracedResultPublisher
+    return TracedResultPublisher(publisher, tracing.tracer)
+
+
+def _job_tracer(tracing: OtelJobTracer | None) -> JobTracer:
+    return tracing if tracing is not None else UNTRACED
+
+
+def _runtime(checkpointer: BaseCheckpointSaver[Any], settings: cfg.Settings,
+             metrics: PrometheusMetrics, tracing: OtelJobTracer | None) -> LangGraphAgentRuntime:
+    callbacks = None
+    if tracing is not None:
+        from agent_executor.adapters.otel.callbacks import callbacks_for
+        callbacks = functools.partial(callbacks_for, tracing.tracer)
+    return LangGraphAgentRuntime(
+        checkpointer, settings, metrics=metrics, callbacks=callbacks,
+        default_limits=Limits(settings.job_max_model_calls, settings.job_max_total_tokens))
 
 
 def _consumer(settings: cfg.Settings, nats: Any, execute: ExecuteJob, names: EventNames,
@@ -184,19 +226,21 @@ class Container(containers.DeclarativeContainer):
     metrics = providers.Singleton(PrometheusMetrics)
     names = providers.Singleton(EventNames, source=settings.provided.cloudevent_source,
                                 type_prefix=settings.provided.cloudevent_type_prefix)
+    tracing = providers.Resource(_tracing, settings)
     ledger = providers.Resource(_ledger, settings)
     checkpointer = providers.Resource(_checkpointer, settings)
     events = providers.Resource(_event_stream, settings, metrics)
     broadcast = providers.Resource(_broadcast, settings)
     nats = providers.Resource(_nats, settings)
-    publisher = providers.Singleton(_publisher, settings, nats, names, metrics)
-    runtime = providers.Singleton(LangGraphAgentRuntime, checkpointer, settings)
+    publisher = providers.Singleton(_publisher, settings, nats, names, metrics, tracing)
+    runtime = providers.Singleton(_runtime, checkpointer, settings, metrics, tracing)
     execute = providers.Singleton(
         ExecuteJob, ledger, runtime, events, publisher, metrics, owner=providers.Callable(_owner),
         max_concurrent=settings.provided.max_concurrent_jobs,
         job_timeout_seconds=settings.provided.job_timeout_seconds,
         lease_seconds=settings.provided.job_lease_seconds,
-        max_attempts=settings.provided.max_job_attempts, broadcast=broadcast)
+        max_attempts=settings.provided.max_job_attempts, broadcast=broadcast,
+        tracer=providers.Callable(_job_tracer, tracing))
     background = providers.Singleton(BackgroundJobs, execute, ledger)
     consumer = providers.Singleton(_consumer, settings, nats, execute, names, metrics)
     probes = providers.Singleton(_probes, settings, ledger, events, nats, consumer)
@@ -209,9 +253,11 @@ class Container(containers.DeclarativeContainer):
 
 
 # Opened one by one in this order, closed in the reverse order: the stores before
-# NATS, so no job arrives before what it needs is open, and NATS closes first.
+# NATS, so no job arrives before what it needs is open, and NATS closes first;
+# tracing opens first and closes last, flushing the spans of the jobs' ends.
 # Every `Resource` of the Container is listed here (a unit test checks it).
-RESOURCE_ORDER: tuple[str, ...] = ("ledger", "checkpointer", "events", "broadcast", "nats")
+RESOURCE_ORDER: tuple[str, ...] = ("tracing", "ledger", "checkpointer", "events", "broadcast",
+                                   "nats")
 
 
 async def _get(provider: Any) -> Any:

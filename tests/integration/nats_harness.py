@@ -28,12 +28,17 @@ from agent_executor.adapters.nats.consumer import NatsJobConsumer
 from agent_executor.adapters.nats.publisher import NatsResultPublisher
 from agent_executor.adapters.nats.settlement import RetryPolicy
 from agent_executor.adapters.nats.streams import ensure_local_streams
+from agent_executor.adapters.otel.publisher import TracedResultPublisher
+from agent_executor.adapters.otel.tracer import OtelJobTracer
 from agent_executor.domain.errors import DependencyUnavailable
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.job import Job
 from agent_executor.domain.result import JobRecord
+from agent_executor.domain.untraced import UNTRACED
 from agent_executor.ports.events import EventStream
 from agent_executor.ports.ledger import JobLedger
+from agent_executor.ports.publisher import ResultPublisher
+from agent_executor.ports.runtime import AgentRuntime
 from tests.unit.fakes import FakeRuntime as ScriptedRuntime  # the same fake, shared
 
 NAMES = EventNames()
@@ -124,16 +129,22 @@ class World:
                        lease_seconds: float = 30.0,
                        consumer_check_seconds: float = 10.0,
                        max_event_bytes: int | None = None,
-                       give_up_seconds: float = 2.0) -> NatsJobConsumer:
+                       give_up_seconds: float = 2.0,
+                       runtime_any: AgentRuntime | None = None,
+                       tracer: OtelJobTracer | None = None) -> NatsJobConsumer:
         connection = await NatsConnection.connect(url or self.url, reconnect_wait_seconds=0.2)
         self.connections.append(connection)
-        publisher = NatsResultPublisher(connection, self.settings, NAMES, self.metrics)
+        publisher: ResultPublisher = NatsResultPublisher(connection, self.settings, NAMES,
+                                                         self.metrics)
+        if tracer is not None:
+            publisher = TracedResultPublisher(publisher, tracer.tracer)
         events = self.events or InProcessEventStream(self.metrics)
         self.events = events
-        execute = ExecuteJob(ledger or self.ledger, runtime or self.runtime, events, publisher,
-                             self.metrics, owner=f"test-{uuid.uuid4().hex[:6]}",
+        execute = ExecuteJob(ledger or self.ledger, runtime_any or runtime or self.runtime,
+                             events, publisher, self.metrics,
+                             owner=f"test-{uuid.uuid4().hex[:6]}",
                              max_concurrent=max_concurrent, job_timeout_seconds=60,
-                             lease_seconds=lease_seconds)
+                             lease_seconds=lease_seconds, tracer=tracer or UNTRACED)
         consumer = NatsJobConsumer(connection, execute, self.settings, NAMES, self.metrics,
                                    grace_seconds=grace_seconds, create_streams=True,
                                    status_stream=self.status_stream,

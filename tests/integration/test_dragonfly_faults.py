@@ -28,6 +28,7 @@ from agent_executor.domain.events import END, LLM_STREAM, StreamEvent
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.job import Job
 from agent_executor.domain.result import AgentOutput, JobResult
+from agent_executor.domain.usage import Usage
 from agent_executor.ports.runtime import EventSink
 from tests.event_stream_contract import collect as _collect
 from tests.event_stream_contract import token as _token
@@ -97,7 +98,7 @@ async def test_dragonfly_down_keeps_events_logs_once_and_delivers_them_when_back
     events = DragonflyEventStream.from_settings(_settings(server.port), metrics)
     probe = DragonflyReadinessProbe(events)
     try:
-        writer = await events.writer("job-down", "trace")
+        writer = await events.writer("job-down", "trace", run=1)
         await writer.emit(LLM_STREAM, _token(0))
         async with asyncio.timeout(5):
             while writer.published < 1:
@@ -119,14 +120,14 @@ async def test_dragonfly_down_keeps_events_logs_once_and_delivers_them_when_back
         with pytest.raises(DependencyUnavailable):
             await events.subscribe("job-down")  # a follower that cannot be served is told
         with pytest.raises(DependencyUnavailable):
-            await events.has_end("job-down")
+            await events.has_end("job-down", 1)
 
         await server.start()  # an empty server: the counter is gone, seq must not go back
         await writer.emit(LLM_STREAM, _token(200))
         await writer.emit(END, {"status": "completed"})
         await writer.aclose()  # never raises
         async with asyncio.timeout(10):
-            while not await events.has_end("job-down"):
+            while not await events.has_end("job-down", 1):
                 await asyncio.sleep(0.05)
 
         assert (writer.published, writer.lost) == (202, 0)
@@ -149,7 +150,10 @@ class PausingRuntime:
         self.gate = asyncio.Event()
         self.paused = asyncio.Event()
 
-    async def run(self, job: Job, emit: EventSink) -> AgentOutput:
+    async def usage(self, job: Job) -> Usage:
+        return Usage()
+
+    async def run(self, job: Job, emit: EventSink, resume: object = None) -> AgentOutput:
         for i in range(3):
             await emit(LLM_STREAM, _token(i))
         self.paused.set()
@@ -198,7 +202,7 @@ async def test_a_job_completes_when_dragonfly_dies_mid_job_and_its_end_arrives_a
 
         await server.start()  # empty: what was sent before the outage is gone
         async with asyncio.timeout(15):
-            while not await events.has_end("job-mid"):
+            while not await events.has_end("job-mid", 1):
                 await asyncio.sleep(0.05)
         replayed = await _collect(events.follow("job-mid"))
         assert [(e.seq, e.event_type) for e in replayed] == [
@@ -223,7 +227,7 @@ async def test_followers_ride_out_a_dragonfly_restart_and_repair_from_the_buffer
     events = DragonflyEventStream.from_settings(_settings(server.port), metrics,
                                                 reconnect_grace_seconds=20)
     try:
-        writer = await events.writer("job-r", "trace")
+        writer = await events.writer("job-r", "trace", run=1)
         await writer.emit(LLM_STREAM, _token(0))
         followers = [await events.subscribe("job-r") for _ in range(20)]
         served = [asyncio.create_task(_served(f)) for f in followers]
@@ -253,7 +257,7 @@ async def test_a_follower_is_told_when_dragonfly_stays_away_or_it_falls_behind(
                                                 reconnect_grace_seconds=0.5, follower_queue=5)
     try:
         slow = await events.subscribe("job-s")
-        writer = await events.writer("job-s", "trace")
+        writer = await events.writer("job-s", "trace", run=1)
         for i in range(50):
             await writer.emit(LLM_STREAM, _token(i))
         await writer.aclose()
@@ -280,7 +284,7 @@ async def test_jobs_that_end_during_an_outage_have_their_end_once_dragonfly_is_b
 
     async def job(job_id: str, start_after: float) -> None:
         await asyncio.sleep(start_after)
-        writer = await events.writer(job_id, "trace")
+        writer = await events.writer(job_id, "trace", run=1)
         for i in range(20):
             await writer.emit(LLM_STREAM, _token(i))
             await asyncio.sleep(0.02)
@@ -301,7 +305,7 @@ async def test_jobs_that_end_during_an_outage_have_their_end_once_dragonfly_is_b
         during = [j for j in jobs if ended_at[j] > killed_at]
         assert len(during) > 30, "too few jobs ended during the outage to prove anything"
         deadline = time.monotonic() + 15
-        while missing := [j for j in during if not await events.has_end(j)]:
+        while missing := [j for j in during if not await events.has_end(j, 1)]:
             assert time.monotonic() < deadline, f"{len(missing)} of {len(during)} lack `end`"
             await asyncio.sleep(0.1)
         for job_id in during:

@@ -62,7 +62,7 @@ async def test_events_are_published_in_order_with_gapless_seq_and_contract_shape
     listener = Redis(host="127.0.0.1", port=dragonfly_port)
     pubsub = listener.pubsub()
     await pubsub.subscribe(stream.keys(job_id).channel)
-    writer = await stream.writer(job_id, "trace-1")
+    writer = await stream.writer(job_id, "trace-1", run=1)
     for i in range(5):
         await writer.emit(LLM_STREAM, _token(i))
     await writer.emit(END, {"status": "completed", "result": {"output": "done"}})
@@ -94,14 +94,14 @@ async def test_a_job_s_stream_gets_one_end_however_many_writers_send_one(
     once; and a late writer may send `end` again. The stream keeps the first, and
     nothing after it."""
     job_id = f"job-{uuid.uuid4().hex[:8]}"
-    first = await stream.writer(job_id, "trace")
+    first = await stream.writer(job_id, "trace", run=1)
     await first.emit(LLM_STREAM, _token(0))
     await first.aclose()
-    repairs = [await stream.writer(job_id, "trace") for _ in range(2)]
+    repairs = [await stream.writer(job_id, "trace", run=1) for _ in range(2)]
     for writer in repairs:  # both buffer `end` before either sends it
         await writer.emit(END, {"status": "completed"})
     await asyncio.gather(*(writer.aclose() for writer in repairs))
-    late = await stream.writer(job_id, "trace")
+    late = await stream.writer(job_id, "trace", run=1)
     await late.emit(LLM_STREAM, _token(1))
     await late.emit(END, {"status": "failed"})
     await late.aclose()
@@ -114,17 +114,44 @@ async def test_a_job_s_stream_gets_one_end_however_many_writers_send_one(
     assert _metric(metrics, "stream_events_published_total", event_type=END) == 1
 
 
+async def test_a_retried_job_s_run_gets_one_end_however_many_writers_send_one(
+        stream: DragonflyEventStream, dragonfly_port: int) -> None:
+    """Run 2 of a retried job, repaired twice at once, ends once; the end marker holds
+    the run of the latest `end` ("1" is what versions before runs wrote, so their
+    streams read as run 1 ended)."""
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+    first = await stream.writer(job_id, "trace", run=1)
+    await first.emit(END, {"status": "failed", "run": 1})
+    await first.aclose()
+    client = Redis(host="127.0.0.1", port=dragonfly_port)
+    try:
+        assert await client.get(stream.keys(job_id).end) == b"1"
+        second = await stream.writer(job_id, "trace", run=2)
+        await second.emit(LLM_STREAM, _token(0))
+        await second.aclose()
+        repairs = [await stream.writer(job_id, "trace", run=2) for _ in range(2)]
+        for writer in repairs:
+            await writer.emit(END, {"status": "completed", "run": 2})
+        await asyncio.gather(*(writer.aclose() for writer in repairs))
+        assert await client.get(stream.keys(job_id).end) == b"2"
+    finally:
+        await client.aclose()
+    events = await _collect(stream.follow(job_id, live=False, until_run=2))
+    assert [(e.seq, e.event_type) for e in events] == [(1, END), (2, LLM_STREAM), (3, END)]
+    assert sorted(w.published for w in repairs) == [0, 1]
+
+
 async def test_a_writer_whose_numbers_went_stale_never_reuses_a_seq(
         stream: DragonflyEventStream) -> None:
     """A worker stopped mid-run (its lease lapsed while PostgreSQL restarted) may still
     send a batch after the worker that resumed the job sent its own: the late batch is
     renumbered after it, never given the same seqs (seen as 16, 16, 17, 17, ...)."""
     job_id = f"job-{uuid.uuid4().hex[:8]}"
-    stale = await stream.writer(job_id, "trace")
+    stale = await stream.writer(job_id, "trace", run=1)
     await stale.emit(LLM_STREAM, _token(0))
     while stale.published < 1:  # the first batch is out: its next seq is cached (2)
         await asyncio.sleep(0.005)
-    resumed = await stream.writer(job_id, "trace")
+    resumed = await stream.writer(job_id, "trace", run=1)
     for i in range(1, 4):
         await resumed.emit(LLM_STREAM, _token(i))
     await resumed.aclose()
@@ -137,7 +164,7 @@ async def test_a_writer_whose_numbers_went_stale_never_reuses_a_seq(
 async def test_emitting_ten_thousand_tokens_does_not_wait_for_the_network(
         stream: DragonflyEventStream, metrics: PrometheusMetrics) -> None:
     job_id = f"job-{uuid.uuid4().hex[:8]}"
-    writer = await stream.writer(job_id, "trace")
+    writer = await stream.writer(job_id, "trace", run=1)
     started = time.perf_counter()
     for i in range(10_000):
         await writer.emit(LLM_STREAM, _token(i))
@@ -187,7 +214,7 @@ async def test_a_thousand_followers_share_one_connection_and_all_get_every_event
     sampler = asyncio.create_task(sample_connections())
     try:
         started = time.perf_counter()
-        writer = await stream.writer("job-many", "trace")
+        writer = await stream.writer("job-many", "trace", run=1)
         for i in range(50):  # the first half is in the replay buffer before they join
             await writer.emit(LLM_STREAM, _token(i))
         followers = await asyncio.gather(*(stream.subscribe("job-many") for _ in range(1000)))
@@ -222,12 +249,12 @@ async def test_a_follower_arriving_as_the_last_one_leaves_is_still_subscribed(
             leaving = await stream.subscribe(job_id)
             await leaving.aclose()  # type: ignore[attr-defined]
             staying = asyncio.create_task(_collect(await stream.subscribe(job_id)))
-            writer = await stream.writer(job_id, "trace")
+            writer = await stream.writer(job_id, "trace", run=1)
             await writer.emit(LLM_STREAM, _token(0))
             await writer.aclose()
             channel = stream.keys(job_id).channel
             await asyncio.sleep(0.02)  # let a wrong UNSUBSCRIBE reach the server first
-            writer = await stream.writer(job_id, "trace")
+            writer = await stream.writer(job_id, "trace", run=1)
             await writer.emit(END, {"status": "completed"})
             await writer.aclose()
             assert [e.seq for e in await staying] == [1, 2], round_
@@ -260,7 +287,7 @@ class ApplyThenTimeOut:
 async def test_a_batch_applied_before_a_timeout_is_not_appended_twice_when_retried(
         stream: DragonflyEventStream, dragonfly_port: int, metrics: PrometheusMetrics) -> None:
     applied = asyncio.Event()
-    writer = await stream.writer("job-retry", "trace")
+    writer = await stream.writer("job-retry", "trace", run=1)
     flaky = ApplyThenTimeOut(writer._append, applied)  # noqa: SLF001
     writer._append = flaky  # type: ignore[assignment]  # noqa: SLF001
     for i in range(3):
@@ -271,7 +298,7 @@ async def test_a_batch_applied_before_a_timeout_is_not_appended_twice_when_retri
     await writer.emit(END, {"status": "completed"})
     await writer.aclose()
     async with asyncio.timeout(10):
-        while not await stream.has_end("job-retry"):
+        while not await stream.has_end("job-retry", 1):
             await asyncio.sleep(0.02)
     events = await _collect(stream.follow("job-retry", live=False))
     assert [e.seq for e in events] == list(range(1, 8))

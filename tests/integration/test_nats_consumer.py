@@ -252,7 +252,7 @@ async def test_job_events_reach_dragonfly_in_order_ending_with_end(
 class BigFilesRuntime(ScriptedRuntime):
     """A run whose files (a 700 KB tool argument, say) outgrow NATS's max_payload."""
 
-    async def run(self, job: Job, emit: EventSink) -> AgentOutput:
+    async def run(self, job: Job, emit: EventSink, resume: object = None) -> AgentOutput:
         await super().run(job, emit)
         return AgentOutput("wrote the big file", {"/big.txt": "x" * 1_200_000},
                            [{"role": "user", "content": "hi"},

@@ -17,13 +17,14 @@ from agent_executor.domain.errors import (
     LeaseLost,
     WrongJobState,
 )
-from agent_executor.domain.events import END, StreamEvent, utc_timestamp
+from agent_executor.domain.events import END, StreamEvent, ends_run, utc_timestamp
 from agent_executor.domain.fingerprint import fingerprint, mismatch_message
 from agent_executor.domain.health import ProbeResult
 from agent_executor.domain.interrupts import Interrupt, Resume
 from agent_executor.domain.job import Job
 from agent_executor.domain.listing import JobPage, JobQuery, encode_cursor, time_cursor
 from agent_executor.domain.result import AgentOutput, JobRecord, JobResult
+from agent_executor.domain.usage import Usage
 from agent_executor.ports.runtime import EventSink
 
 
@@ -273,6 +274,10 @@ class FakeRuntime:
         self.started = asyncio.Event()
         self.pauses: list[Interrupt] = []  # runs pause at the first until resumed with it
         self.resumes: list[Resume | None] = []
+        self.spent = Usage()  # what `usage` reports for every job
+
+    async def usage(self, job: Job) -> Usage:
+        return self.spent
 
     async def run(self, job: Job, emit: EventSink,
                   resume: Resume | None = None) -> AgentOutput | Interrupt:
@@ -297,16 +302,16 @@ class FakeRuntime:
 
 
 class FakeEventWriter:
-    def __init__(self, stream: FakeEventStream, job_id: str, trace_id: str) -> None:
-        self.stream, self.job_id, self.trace_id = stream, job_id, trace_id
+    def __init__(self, stream: FakeEventStream, job_id: str, trace_id: str, run: int) -> None:
+        self.stream, self.job_id, self.trace_id, self.run = stream, job_id, trace_id, run
         self.closed = False
 
     async def emit(self, event_type: str, data: Mapping[str, Any]) -> None:
         events = self.stream.events.setdefault(self.job_id, [])
         if self.stream.down:
             return  # lost, as in an outage (a real writer counts it)
-        if any(e.event_type == END for e in events):
-            self.stream.refused.append((self.job_id, event_type))  # one `end`, last
+        if self.stream.ended_run(self.job_id) >= self.run:
+            self.stream.refused.append((self.job_id, event_type))  # one `end` per run, last
             return
         events.append(StreamEvent(event_type, self.job_id, self.trace_id, len(events) + 1,
                                   utc_timestamp(), dict(data)))
@@ -323,35 +328,43 @@ class FakeEventStream:
 
     def __init__(self) -> None:
         self.events: dict[str, list[StreamEvent]] = {}
-        self.refused: list[tuple[str, str]] = []  # (job_id, event_type) after `end`
+        self.refused: list[tuple[str, str]] = []  # (job_id, event_type) after its run's `end`
         self.changed = asyncio.Condition()
         self.down = False  # writes are lost and has_end cannot tell, as in an outage
 
-    async def subscribe(self, job_id: str, after_seq: int = 0, *,
-                        live: bool = True) -> AsyncIterator[StreamEvent]:
+    async def subscribe(self, job_id: str, after_seq: int = 0, *, live: bool = True,
+                        until_run: int = 1) -> AsyncIterator[StreamEvent]:
         if self.down:
             raise DependencyUnavailable("fake event stream is down")
-        return self.follow(job_id, after_seq, live=live)
+        return self.follow(job_id, after_seq, live=live, until_run=until_run)
 
-    async def has_end(self, job_id: str) -> bool:
+    async def has_end(self, job_id: str, run: int) -> bool:
         if self.down:
             raise DependencyUnavailable("fake event stream is down")
-        return any(e.event_type == END for e in self.events.get(job_id, []))
+        return self.ended_run(job_id) >= run
 
-    async def writer(self, job_id: str, trace_id: str) -> FakeEventWriter:
-        return FakeEventWriter(self, job_id, trace_id)
+    def ended_run(self, job_id: str) -> int:
+        """The run of the job's latest `end` (0: none), read from the events themselves
+        (a test that deletes an `end` makes its run unended again)."""
+        return max((e.data.get("run", 1) for e in self.events.get(job_id, [])
+                    if e.event_type == END), default=0)
+
+    async def writer(self, job_id: str, trace_id: str, *, run: int) -> FakeEventWriter:
+        return FakeEventWriter(self, job_id, trace_id, run)
 
 
-    async def follow(self, job_id: str, after_seq: int = 0, *,
-                     live: bool = True) -> AsyncIterator[StreamEvent]:
+    async def follow(self, job_id: str, after_seq: int = 0, *, live: bool = True,
+                     until_run: int = 1) -> AsyncIterator[StreamEvent]:
         seen = after_seq
+        if self.ended_run(job_id) >= until_run and len(self.events.get(job_id, [])) <= seen:
+            return  # its `end` is behind `after_seq`: nothing more will come
         while True:
             for event in self.events.get(job_id, [])[seen:]:  # seq n is at index n - 1
                 seen = event.seq
                 yield event
-                if event.event_type == END:
+                if ends_run(event, until_run):
                     return
-            if not live or any(e.event_type == END for e in self.events.get(job_id, [])):
+            if not live:
                 return
             async with self.changed:
                 await self.changed.wait_for(self._has_more(job_id, seen))
@@ -376,12 +389,20 @@ class FakeMetrics:
         self.started: list[str] = []
         self.finished: list[tuple[str, str]] = []
         self.interrupted: list[str] = []
+        self.failures: list[str] = []
+        self.waiting = 0
 
     def job_started(self, source: str) -> None:
         self.started.append(source)
 
-    def job_finished(self, source: str, status: str, duration_seconds: float | None) -> None:
+    def job_finished(self, source: str, status: str, duration_seconds: float | None,
+                     error_type: str | None = None) -> None:
         self.finished.append((source, status))
+        if error_type is not None:
+            self.failures.append(error_type)
+
+    def job_waiting(self, delta: int) -> None:
+        self.waiting += delta
 
     def job_interrupted(self, source: str) -> None:
         self.interrupted.append(source)

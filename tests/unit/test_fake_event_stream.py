@@ -19,7 +19,7 @@ class TestFakeEventStream(EventStreamContract):
 
 async def test_the_fake_records_what_it_refused_and_can_be_down() -> None:
     stream = FakeEventStream()
-    writer = await stream.writer("job-1", "trace")
+    writer = await stream.writer("job-1", "trace", run=1)
     await writer.emit(END, {"status": "completed"})
     await writer.emit(LLM_STREAM, {"agent": "a", "content": "late"})
     assert stream.refused == [("job-1", LLM_STREAM)]
@@ -27,4 +27,4 @@ async def test_the_fake_records_what_it_refused_and_can_be_down() -> None:
     with pytest.raises(DependencyUnavailable):
         await stream.subscribe("job-1")
     with pytest.raises(DependencyUnavailable):
-        await stream.has_end("job-1")
+        await stream.has_end("job-1", 1)

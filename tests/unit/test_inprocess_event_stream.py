@@ -32,10 +32,10 @@ async def _collect(events: AsyncIterator[StreamEvent]) -> list[StreamEvent]:
 
 async def test_seq_is_gapless_across_writers_and_end_terminates_replay() -> None:
     stream = InProcessEventStream(PrometheusMetrics())
-    first = await stream.writer("job-1", "trace")
+    first = await stream.writer("job-1", "trace", run=1)
     await first.emit(LLM_STREAM, {"agent": "a", "content": "x"})
     await first.aclose()
-    second = await stream.writer("job-1", "trace")
+    second = await stream.writer("job-1", "trace", run=1)
     await second.emit(LLM_STREAM, {"agent": "a", "content": "y"})
     await second.emit(END, {"status": "completed"})
     events = await _collect(stream.follow("job-1", live=True))
@@ -47,11 +47,11 @@ async def test_seq_is_gapless_across_writers_and_end_terminates_replay() -> None
 async def test_a_job_s_stream_keeps_its_first_end_and_nothing_after_it() -> None:
     metrics = PrometheusMetrics()
     stream = InProcessEventStream(metrics)
-    first = await stream.writer("job-1", "trace")
+    first = await stream.writer("job-1", "trace", run=1)
     await first.emit(LLM_STREAM, {"agent": "a", "content": "x"})
     await first.emit(END, {"status": "completed"})
     await first.emit(LLM_STREAM, {"agent": "a", "content": "late"})
-    repair = await stream.writer("job-1", "trace")  # a redelivery repairing `end`
+    repair = await stream.writer("job-1", "trace", run=1)  # a redelivery repairing `end`
     await repair.emit(END, {"status": "failed"})
     events = await _collect(stream.follow("job-1", live=False))
     assert [(e.seq, e.event_type) for e in events] == [(1, LLM_STREAM), (2, END)]
@@ -62,7 +62,7 @@ async def test_a_job_s_stream_keeps_its_first_end_and_nothing_after_it() -> None
 
 async def test_live_followers_joining_at_any_point_see_each_event_once() -> None:
     stream = InProcessEventStream(PrometheusMetrics())
-    writer = await stream.writer("job-2", "trace")
+    writer = await stream.writer("job-2", "trace", run=1)
     followers = []
     for i in range(100):
         await writer.emit(LLM_STREAM, {"agent": "a", "content": str(i)})
@@ -72,7 +72,7 @@ async def test_live_followers_joining_at_any_point_see_each_event_once() -> None
     early = asyncio.create_task(_collect(stream.follow("job-3")))  # before its job starts
     await asyncio.sleep(0)
     await writer.emit(END, {"status": "completed"})
-    other = await stream.writer("job-3", "trace")
+    other = await stream.writer("job-3", "trace", run=1)
     await other.emit(END, {"status": "failed"})
     for seen in await asyncio.gather(*followers):
         assert [e.seq for e in seen] == list(range(1, 102))
@@ -82,7 +82,7 @@ async def test_live_followers_joining_at_any_point_see_each_event_once() -> None
 async def test_data_is_copied_as_json_values_and_metrics_count_by_type() -> None:
     metrics = PrometheusMetrics()
     stream = InProcessEventStream(metrics)
-    writer = await stream.writer("job-4", "trace")
+    writer = await stream.writer("job-4", "trace", run=1)
     update = {"agent": "a", "node": "n", "update": {"when": datetime(2026, 1, 1, tzinfo=UTC)}}
     await writer.emit(STATE_UPDATE, update)
     update["node"] = "changed later"
@@ -98,12 +98,12 @@ async def test_replay_buffer_is_bounded_and_expires() -> None:
     now = [0.0]
     stream = InProcessEventStream(PrometheusMetrics(), max_events_per_job=3,
                                   replay_ttl_seconds=100, clock=lambda: now[0])
-    writer = await stream.writer("job-5", "trace")
+    writer = await stream.writer("job-5", "trace", run=1)
     for i in range(5):
         await writer.emit(LLM_STREAM, {"agent": "a", "content": str(i)})
     assert [e.seq for e in await _collect(stream.follow("job-5", live=False))] == [3, 4, 5]
     now[0] = 500.0
-    await stream.writer("job-6", "trace")  # any access sweeps expired jobs
+    await stream.writer("job-6", "trace", run=1)  # any access sweeps expired jobs
     assert stream.jobs == 1
     assert await _collect(stream.follow("job-5", live=False)) == []
 

@@ -36,7 +36,7 @@ async def test_seq_and_replay_survive_a_restart_and_last_event_id_resumes(
     """Before: the local profile's stream was in memory; after a restart a client with
     `Last-Event-ID: 63` waited for ever and a finished job's replay was empty."""
     before = await _open(tmp_path)
-    writer = await before.writer("job-1", "trace")
+    writer = await before.writer("job-1", "trace", run=1)
     for i in range(63):
         await writer.emit(LLM_STREAM, token(i))
     await writer.aclose()  # the process stops mid-job
@@ -45,14 +45,14 @@ async def test_seq_and_replay_survive_a_restart_and_last_event_id_resumes(
     after = await _open(tmp_path)  # a new process on the same data dir
     try:
         resumed = asyncio.create_task(collect(await after.subscribe("job-1", after_seq=63)))
-        writer = await after.writer("job-1", "trace")  # the job resumes
+        writer = await after.writer("job-1", "trace", run=1)  # the job resumes
         await writer.emit(LLM_STREAM, token(63))
         await writer.emit(END, {"status": "completed"})
         await writer.aclose()
         assert [e.seq for e in await resumed] == [64, 65]
         replay = await collect(after.follow("job-1"))
         assert [e.seq for e in replay] == list(range(1, 66)) and replay[-1].event_type == END
-        assert await after.has_end("job-1")
+        assert await after.has_end("job-1", 1)
     finally:
         await after.aclose()
 
@@ -62,11 +62,11 @@ async def test_a_follower_sees_events_another_process_writes(tmp_path: Path) -> 
     other = await _open(tmp_path)  # stands in for a second process: another connection
     try:
         follower = asyncio.create_task(collect(reader.follow("job-2")))
-        writer = await other.writer("job-2", "trace")
+        writer = await other.writer("job-2", "trace", run=1)
         await writer.emit(LLM_STREAM, token(0))
         await writer.aclose()
         await buffered(reader, "job-2", 1)
-        writer = await other.writer("job-2", "trace")
+        writer = await other.writer("job-2", "trace", run=1)
         await writer.emit(END, {"status": "completed"})
         await writer.aclose()
         assert [e.seq for e in await follower] == [1, 2]
@@ -81,15 +81,15 @@ async def test_replay_keeps_the_newest_events_and_expires_idle_jobs(tmp_path: Pa
                                                  max_events_per_job=3,
                                                  replay_ttl_seconds=100, clock=lambda: now[0])
     try:
-        writer = await stream.writer("job-3", "trace")
+        writer = await stream.writer("job-3", "trace", run=1)
         for i in range(5):
             await writer.emit(LLM_STREAM, token(i))
         await writer.aclose()
         assert [e.seq for e in await collect(stream.follow("job-3", live=False))] == [3, 4, 5]
         now[0] += 500
-        await stream.writer("job-4", "trace")  # any new writer prunes, at most once a minute
+        await stream.writer("job-4", "trace", run=1)  # any new writer prunes, at most once a minute
         assert await collect(stream.follow("job-3", live=False)) == []
-        writer = await stream.writer("job-3", "trace")  # expired: as Dragonfly's keys do
+        writer = await stream.writer("job-3", "trace", run=1)  # expired: as Dragonfly's keys do
         await writer.emit(END, {"status": "completed"})
         await writer.aclose()
         assert [e.seq for e in await collect(stream.follow("job-3", live=False))] == [1]

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
@@ -40,6 +40,8 @@ STRUCTURED_MEDIA_TYPE = "application/cloudevents"
 _FORMAT = JSONFormat()
 _JSON_TYPE = re.compile(r"^(application|text)/([a-zA-Z0-9\-.]+\+)?json(\s*;.*)?$", re.I)
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
+# W3C trace context, version 00 (an invalid one is ignored: the job still runs)
+_TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUIRED = ("specversion", "id", "source", "type")
 _CHARSET = re.compile(r";\s*charset\s*=\s*([^;]*)", re.I)
 # Printable ASCII except space, double-quote and percent is left as it is.
@@ -80,7 +82,11 @@ def read_job(headers: Mapping[str, str], body: bytes, names: EventNames) -> Job:
     if data is None:
         raise InvalidJob("the event has no data (a JobExecutionEvent object is required)",
                          ["data: required"])
-    return parse_job(data, text_checked=True)  # every JSON text read here was checked
+    job = parse_job(data, text_checked=True)  # every JSON text read here was checked
+    inbound = event.get_attributes().get("traceparent")
+    if isinstance(inbound, str) and _TRACEPARENT.match(inbound.strip().lower()):
+        job = replace(job, traceparent=inbound.strip().lower())
+    return job
 
 
 def read_event(headers: Mapping[str, str], body: bytes) -> BaseCloudEvent:
@@ -224,7 +230,7 @@ def result_event(result: JobResult, names: EventNames, *,
         "id": result.event_id, "source": names.source, "type": status_type,
         "subject": result.job_id, "time": result.finished_at,
         "datacontenttype": "application/json",
-        "traceparent": traceparent(result.trace_id, result.job_id),
+        "traceparent": result.traceparent or traceparent(result.trace_id, result.job_id),
     }, result.to_data(truncated=truncated))
     decoded: dict[str, Any] = json.loads(_FORMAT.write(event))
     return decoded
@@ -237,7 +243,8 @@ def result_event_bytes(result: JobResult, names: EventNames, *,
 
 
 def traceparent(trace_id: str, job_id: str) -> str:
-    """W3C traceparent: the job's trace id when it is one, else a stable hash of it."""
+    """W3C traceparent of a result no job span produced (tracing off, or a job ended
+    without running): the job's trace id when it is one, else a stable hash of it."""
     trace = trace_id.lower().replace("-", "")
     if not _HEX32.match(trace) or trace == "0" * 32:
         trace = hashlib.sha256(trace_id.encode()).hexdigest()[:32]

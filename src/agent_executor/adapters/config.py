@@ -65,6 +65,13 @@ ENV_VARS: tuple[str, ...] = (
     "MODEL_ALLOWED_BASE_URLS",
     "CORS_ALLOW_ORIGINS",
     "API_TOKENS",
+    "JOB_MAX_MODEL_CALLS",
+    "JOB_MAX_TOTAL_TOKENS",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_SDK_DISABLED",
 )
 SECRET_VARS = frozenset({"POSTGRES_PASSWORD", "DRAGONFLY_PASSWORD", "OPENAI_API_KEY",
                          "ANTHROPIC_API_KEY",
@@ -142,6 +149,10 @@ class Settings:
     model_allowed_base_urls: tuple[str, ...] = ()
     cors_allow_origins: tuple[str, ...] = ()  # () no CORS; ("*",) any origin
     api_tokens: tuple[str, ...] = field(default=(), repr=False)  # () no auth
+    job_max_model_calls: int | None = None  # None: no limit
+    job_max_total_tokens: int | None = None
+    tracing: bool = False  # an OTLP endpoint is set (the SDK reads the other OTEL_*)
+    otel_service_name: str = "agent-executor"
 
     @property
     def execute_type(self) -> str:
@@ -188,6 +199,19 @@ def _positive_float(raw: str) -> float:
     if not value > 0 or value != value or value == float("inf"):
         raise ValueError(raw)
     return value
+
+
+def _limit(raw: str) -> int | None:
+    return _int_in(1, 10**15)(raw)
+
+
+def _tracing(r: _Reader) -> bool:
+    """On when an OTLP endpoint is set, unless the SDK or its trace exporter is off."""
+    endpoint = r.text("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or r.text(
+        "OTEL_EXPORTER_OTLP_ENDPOINT")
+    disabled = (r.text("OTEL_SDK_DISABLED") or "").lower() == "true"
+    exporter = (r.text("OTEL_TRACES_EXPORTER") or "otlp").lower()
+    return bool(endpoint) and not disabled and exporter != "none"
 
 
 def _url_prefixes(raw: str) -> tuple[str, ...]:
@@ -255,6 +279,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                          "must be comma-separated http:// or https:// URLs"),
         cors_allow_origins=_cors_origins(r),
         api_tokens=_api_tokens(r),
+        job_max_model_calls=r.parsed("JOB_MAX_MODEL_CALLS", None, _limit,
+                                     "must be a whole number from 1 to 10^15 (unset: no limit)"),
+        job_max_total_tokens=r.parsed("JOB_MAX_TOTAL_TOKENS", None, _limit,
+                                      "must be a whole number from 1 to 10^15 (unset: no limit)"),
+        tracing=_tracing(r),
+        otel_service_name=r.text("OTEL_SERVICE_NAME", "agent-executor") or "agent-executor",
     )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         r.problems.append(

@@ -15,7 +15,9 @@ import sys
 import threading
 from types import TracebackType
 
-FIELDS = ("job_id", "trace_id")
+from opentelemetry import trace
+
+FIELDS = ("job_id", "trace_id", "otel_trace_id", "span_id")
 QUIET = ("httpx", "httpcore", "openai", "anthropic", "ollama", "langchain", "langsmith",
          "hypercorn.access", "aiosqlite", "asyncio", "urllib3")
 
@@ -42,8 +44,21 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{extra}]" if extra else line
 
 
+class SpanFields(logging.Filter):
+    """The current span's ids on every record logged inside one (a job's run, when
+    tracing is on): `otel_trace_id` and `span_id`, as an OTLP back end shows them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.otel_trace_id = f"{context.trace_id:032x}"
+            record.span_id = f"{context.span_id:016x}"
+        return True
+
+
 def configure_logging(level: str, json_lines: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(SpanFields())
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

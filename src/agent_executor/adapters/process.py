@@ -222,7 +222,8 @@ async def run_job(settings: cfg.Settings, open_service: OpenService, path: str, 
                 result = record.result
                 printer.summary({"status": result.status, **result.to_data()})
             else:
-                follower = asyncio.create_task(_print_stream(events, job.job_id, printer))
+                follower = asyncio.create_task(_print_stream(events, job.job_id, record.run,
+                                                             printer))
                 result = await execute.run_claimed(job, record)
                 await asyncio.wait_for(follower, 10)
         except AgentExecutorError as exc:
@@ -231,8 +232,9 @@ async def run_job(settings: cfg.Settings, open_service: OpenService, path: str, 
     return EXIT_OK if result.status == "completed" else EXIT_FAILED
 
 
-async def _print_stream(events: EventStream, job_id: str, printer: StreamPrinter) -> None:
-    async for event in events.follow(job_id, 0, live=True):
+async def _print_stream(events: EventStream, job_id: str, run: int,
+                        printer: StreamPrinter) -> None:
+    async for event in events.follow(job_id, 0, live=True, until_run=run):
         printer(event)
 
 

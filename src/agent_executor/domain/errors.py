@@ -19,6 +19,7 @@
         ├── AttemptsExhausted       claimed more often than MAX_JOB_ATTEMPTS (crashes,
         │                           takeovers): ended without running it again
         ├── StepLimitExceeded       the agent ran more steps than a run may take
+        ├── BudgetExceeded          the job reached its limits (model calls, tokens)
         └── AgentError              anything else the agent raised
 
 `JobFailure.error_type` is the `error.type` on the wire.
@@ -118,6 +119,10 @@ class AttemptsExhausted(JobFailure):
 
 class StepLimitExceeded(JobFailure):
     """The agent took more steps than one run may (an endless tool loop)."""
+
+
+class BudgetExceeded(JobFailure):
+    """The job reached `limits.max_model_calls` or `limits.max_total_tokens`."""
 
 
 class AgentError(JobFailure):

@@ -36,6 +36,16 @@ class StreamEvent:
                    data["ts"], data["data"])
 
 
+def ends_run(event: StreamEvent, run: int) -> bool:
+    """Whether `event` is the `end` of run `run` or of a later one: where a follower of
+    run `run` stops (a stream's ends come in run order). An `end` without `run` in its
+    data (written before jobs had runs) ends run 1."""
+    if event.event_type != END:
+        return False
+    ended = event.data.get("run", 1)
+    return isinstance(ended, int) and ended >= run
+
+
 def utc_timestamp() -> str:
     """`2026-11-24T10:00:00.123Z`."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -27,12 +27,14 @@ from agent_executor.domain.interrupts import Interrupt, Resume, read_decisions
 from agent_executor.domain.job import Job
 from agent_executor.domain.outbox import ResultOutbox, end_data
 from agent_executor.domain.result import ErrorInfo, JobRecord, JobResult
+from agent_executor.domain.untraced import UNTRACED
 from agent_executor.ports.events import EventStream, EventWriter
 from agent_executor.ports.ledger import JobLedger
 from agent_executor.ports.metrics import JobMetrics
 from agent_executor.ports.publisher import ResultPublisher
 from agent_executor.ports.runtime import AgentRuntime
 from agent_executor.ports.signals import CancelBroadcast
+from agent_executor.ports.tracing import JobSpan, JobTracer
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +58,8 @@ class ExecuteJob:
                  publisher: ResultPublisher, metrics: JobMetrics, *, owner: str,
                  max_concurrent: int, job_timeout_seconds: float,
                  lease_seconds: float = 30.0, max_attempts: int = 5,
-                 broadcast: CancelBroadcast | None = None) -> None:
+                 broadcast: CancelBroadcast | None = None,
+                 tracer: JobTracer = UNTRACED) -> None:
         self._ledger = ledger
         self._runtime = runtime
         self._events = events
@@ -68,6 +71,7 @@ class ExecuteJob:
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self._broadcast: CancelBroadcast = broadcast or _NoBroadcast()
+        self._tracer = tracer
         self._cancel_requests: dict[str, asyncio.Event] = {}
         self.woken = asyncio.Event()
         """Set when a job became pending here (resumed, retried): claim it now."""
@@ -103,13 +107,14 @@ class ExecuteJob:
             await self.outbox.deliver(record.settled)
             return record.settled
         attempts = record.attempts if record is not None else 0
-        failed = replace(JobResult.failed(job.job_id, job.trace_id, attempts, error),
-                         run=record.run if record is not None else 1)
+        failed = await self._with_usage(job, replace(
+            JobResult.failed(job.job_id, job.trace_id, attempts, error),
+            run=record.run if record is not None else 1))
         recorded = await self._ledger.abandon(job, source, failed)
         if recorded == failed:
             logger.warning("gave up on the job: %s: %s", error.type, error.message,
                            extra={"job_id": job.job_id, "trace_id": job.trace_id})
-            self._metrics.job_finished(source, failed.status, None)
+            self._metrics.job_finished(source, failed.status, None, error.type)
         await self.outbox.deliver(recorded)
         return recorded
 
@@ -213,9 +218,11 @@ class ExecuteJob:
         """A slot, or None when the job is cancelled while it waits for one."""
         acquire = asyncio.ensure_future(self.capacity.acquire())
         stop = asyncio.ensure_future(cancelled.wait())
+        self._metrics.job_waiting(1)
         try:
             done, _ = await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._metrics.job_waiting(-1)
             stop.cancel()
             if not acquire.done():
                 acquire.cancel()
@@ -236,7 +243,8 @@ class ExecuteJob:
         result = replace(JobResult.cancelled(job.job_id, job.trace_id, record.attempts,
                                              await self._cancel_reason(job.job_id)),
                          run=record.run)
-        result = await self._ledger.finish(job.job_id, self.owner, result)
+        result = await self._ledger.finish(job.job_id, self.owner,
+                                           await self._with_usage(job, result))
         logger.info("job cancelled before it started", extra={"job_id": job.job_id,
                                                               "trace_id": job.trace_id})
         self._metrics.job_finished(record.source, result.status, None)
@@ -249,25 +257,44 @@ class ExecuteJob:
             "mid-run; it is not run again")
         result = replace(JobResult.failed(job.job_id, job.trace_id, record.attempts - 1,
                                           ErrorInfo.from_failure(failure)), run=record.run)
-        result = await self._ledger.finish(job.job_id, self.owner, result)
+        result = await self._ledger.finish(job.job_id, self.owner,
+                                           await self._with_usage(job, result))
         logger.warning("job failed: %s", failure.message,
                        extra={"job_id": job.job_id, "trace_id": job.trace_id})
         self._metrics.job_started(record.source)
-        self._metrics.job_finished(record.source, result.status, None)
+        self._metrics.job_finished(record.source, result.status, None, failure.error_type)
         return result
 
     async def _run(self, job: Job, record: JobRecord, renewer: asyncio.Task[None],
                    cancelled: asyncio.Event) -> JobResult:
+        with self._tracer.job_span(job, source=record.source, run=record.run,
+                                   attempt=record.attempts) as span:
+            result = await self._run_in_span(job, record, renewer, cancelled, span)
+            span.ended(result.status)
+            return result
+
+    async def _with_usage(self, job: Job, result: JobResult) -> JobResult:
+        """`result` with what the job's thread spent (CONTRACT section 6)."""
+        try:
+            return replace(result, usage=await self._runtime.usage(job))
+        except DependencyUnavailable as exc:
+            logger.warning("the job's usage could not be read: %s", exc,
+                           extra={"job_id": job.job_id, "trace_id": job.trace_id})
+            return result
+
+    async def _run_in_span(self, job: Job, record: JobRecord, renewer: asyncio.Task[None],
+                           cancelled: asyncio.Event, span: JobSpan) -> JobResult:
         log = {"job_id": job.job_id, "trace_id": job.trace_id}
         started = record.started_at or datetime.now(UTC)
         remaining = self.job_timeout_seconds - (datetime.now(UTC) - started).total_seconds()
-        writer = await self._events.writer(job.job_id, job.trace_id)
+        writer = await self._events.writer(job.job_id, job.trace_id, run=record.run)
         self._metrics.job_started(record.source)
         clock = time.monotonic()
-        status = "unfinished"
+        status, error_type = "unfinished", None
         try:
             result = replace(await self._attempt(job, record, writer, remaining, renewer,
-                                                 cancelled), run=record.run)
+                                                 cancelled), run=record.run,
+                             traceparent=span.traceparent)
             if result.status == "interrupted":
                 result = await self._ledger.interrupt(job.job_id, self.owner, result)
                 status = result.status
@@ -279,13 +306,16 @@ class ExecuteJob:
                                 str(r.get("tool")) for r in result.interrupt["requests"]),
                             extra=log)
                 return await self._unless_cancelled_meanwhile(result, cancelled)
-            result = await self._ledger.finish(job.job_id, self.owner, result)
+            result = await self._ledger.finish(job.job_id, self.owner,
+                                               await self._with_usage(job, result))
             status = result.status
+            error_type = result.error.type if result.error is not None else None
             await writer.emit(ev.END, end_data(result))
             logger.info("job %s after %d attempt(s)", status, result.attempts, extra=log)
             return result
         finally:
-            self._metrics.job_finished(record.source, status, time.monotonic() - clock)
+            self._metrics.job_finished(record.source, status, time.monotonic() - clock,
+                                       error_type)
             await writer.aclose()
 
     async def _unless_cancelled_meanwhile(self, paused: JobResult,

@@ -17,6 +17,7 @@ from typing import Any
 
 from agent_executor.domain.errors import InvalidJob
 from agent_executor.domain.messages import MESSAGE_ROLES, message_problems
+from agent_executor.domain.usage import Limits, limits_problems, read_limits
 
 __all__ = ["MAX_ID_LENGTH", "MAX_JSON_DEPTH", "MESSAGE_ROLES", "Job", "id_problem",
            "json_problems", "json_text_is_clean", "kind", "nesting_within", "parse_job",
@@ -37,16 +38,33 @@ class Job:
     trace_id: str
     agent_definition: Mapping[str, Any] = field(repr=False)
     input_payload: Mapping[str, Any] = field(repr=False)
+    limits: Limits = Limits()
+    traceparent: str | None = None  # the inbound CloudEvent's, when it had a valid one
 
     @property
     def messages(self) -> list[Mapping[str, Any]]:
         return list(self.input_payload.get("messages", []))
 
     def to_data(self) -> dict[str, Any]:
-        """The JobExecutionEvent, as it arrived (stored so a job can be resumed)."""
-        return {"job_id": self.job_id, "trace_id": self.trace_id,
+        """The JobExecutionEvent, as it arrived (stored so a job can be resumed), and
+        the inbound `traceparent`."""
+        data = {"job_id": self.job_id, "trace_id": self.trace_id,
                 "agent_definition": dict(self.agent_definition),
                 "input_payload": dict(self.input_payload)}
+        if not self.limits.unlimited:
+            data["limits"] = self.limits.to_data()
+        if self.traceparent is not None:
+            data["traceparent"] = self.traceparent
+        return data
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Job:
+        """What `to_data` stored."""
+        traceparent = data.get("traceparent")
+        return cls(job_id=data["job_id"], trace_id=data["trace_id"],
+                   agent_definition=data["agent_definition"],
+                   input_payload=data["input_payload"], limits=read_limits(data.get("limits")),
+                   traceparent=traceparent if isinstance(traceparent, str) else None)
 
 
 def parse_job(data: object, *, text_checked: bool = False) -> Job:
@@ -82,11 +100,13 @@ def parse_job(data: object, *, text_checked: bool = False) -> Job:
         details.append(f"data.input_payload: expected an object, got {kind(payload)}")
     else:
         details.extend(message_problems(payload.get("messages"), "data.input_payload.messages"))
+    details.extend(limits_problems(data.get("limits")))
     if details:
         _refuse(details)
     assert isinstance(definition, Mapping) and isinstance(payload, Mapping)
     return Job(job_id=str(data["job_id"]), trace_id=str(data["trace_id"]),
-               agent_definition=definition, input_payload=payload)
+               agent_definition=definition, input_payload=payload,
+               limits=read_limits(data.get("limits")))
 
 
 def check_id(where: str, value: object) -> list[str]:

@@ -1,6 +1,6 @@
 """Results go out from the ledger: recorded first, then delivered, then marked.
 
-A result is delivered when the job's stream holds its `end` and the result
+A result is delivered when the job's stream holds its run's `end` and the result
 event is on the bus; only then is it marked published. A process that dies in
 between leaves it unmarked, and `flush` in any live process delivers it again
 (publishing twice is harmless: the event id is the same, CONTRACT section 5).
@@ -31,7 +31,7 @@ class ResultOutbox:
         self._publisher = publisher
 
     async def deliver(self, result: JobResult) -> None:
-        """End the stream (if it lacks its `end`), publish, mark published. Raises
+        """End the run's stream (if it lacks its `end`), publish, mark published. Raises
         `DependencyUnavailable` when the bus does not take the result; a stream that
         cannot be reached leaves the result unmarked, so it is delivered again later."""
         # an interrupt is no end: the run goes on when it is resumed
@@ -58,16 +58,16 @@ class ResultOutbox:
         return delivered
 
     async def _ensure_end(self, result: JobResult) -> bool:
-        """True once the stream is known to hold the job's `end`."""
+        """True once the stream is known to hold the `end` of the result's run."""
         try:
-            if await self._events.has_end(result.job_id):
+            if await self._events.has_end(result.job_id, result.run):
                 return True
-            writer = await self._events.writer(result.job_id, result.trace_id)
+            writer = await self._events.writer(result.job_id, result.trace_id, run=result.run)
             try:
                 await writer.emit(ev.END, end_data(result))
             finally:
                 await writer.aclose()
-            return await self._events.has_end(result.job_id)
+            return await self._events.has_end(result.job_id, result.run)
         except DependencyUnavailable as exc:
             logger.warning("the stream's end could not be confirmed (%s); it is sent again "
                            "once the stream is back", exc,
@@ -89,19 +89,21 @@ def end_data(result: JobResult) -> Mapping[str, Any]:
 
 async def replay_finished(events: EventStream, result: JobResult,
                           after_seq: int) -> AsyncIterator[StreamEvent]:
-    """A finished job's events after `after_seq`, always closed by its `end`: when what
-    could be read lacks it (lost with Dragonfly, expired, or unreadable right now), one
-    is built from the ledger's result, numbered after the last event seen; a client
-    resuming past the stream's `end` gets nothing more."""
+    """A finished job's events after `after_seq`, always closed by the `end` of its
+    latest run (`result.run`; earlier runs' ends pass by): when what could be read lacks
+    it (lost with Dragonfly, expired, or unreadable right now), one is built from the
+    ledger's result, numbered after the last event seen; a client resuming past that
+    `end` gets nothing more."""
     last = after_seq
-    async for event in events.follow(result.job_id, after_seq, live=False):
+    async for event in events.follow(result.job_id, after_seq, live=False,
+                                     until_run=result.run):
         last = event.seq
         yield event
-        if event.event_type == ev.END:
+        if ev.ends_run(event, result.run):
             return
     if after_seq > 0:  # a client resuming: had it seen the end already?
         try:
-            if await events.has_end(result.job_id):
+            if await events.has_end(result.job_id, result.run):
                 return
         except DependencyUnavailable:
             pass

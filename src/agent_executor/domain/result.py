@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from agent_executor.domain.errors import JobFailure
 from agent_executor.domain.interrupts import Resume
+from agent_executor.domain.usage import Usage
 
 JobStatus = Literal["pending", "running", "interrupted", "completed", "failed", "cancelled"]
 ResultStatus = Literal["completed", "failed", "cancelled", "interrupted"]
@@ -57,6 +58,8 @@ class JobResult:
     run: int = 1
     interrupt: Mapping[str, Any] | None = None  # interrupted: the on_interrupt data
     interrupt_n: int = 0  # interrupted: the n-th interrupt of the job (the ledger counts)
+    usage: Usage | None = None  # what the job's thread spent, over all its runs
+    traceparent: str | None = None  # the job span that produced it, when traced
 
     @property
     def event_id(self) -> str:
@@ -118,6 +121,8 @@ class JobResult:
         data["run"] = self.run
         if self.duration_ms is not None:
             data["duration_ms"] = self.duration_ms
+        if self.usage is not None:
+            data["usage"] = self.usage.to_data()
         return data
 
     def to_record(self) -> dict[str, Any]:
@@ -125,6 +130,8 @@ class JobResult:
         record = {**self.to_data(), "finished_at": self.finished_at.isoformat()}
         if self.status == "interrupted":
             record["interrupt_n"] = self.interrupt_n
+        if self.traceparent is not None:
+            record["traceparent"] = self.traceparent
         return record
 
     @classmethod
@@ -142,6 +149,8 @@ class JobResult:
             duration_ms=record.get("duration_ms"), reason=record.get("reason"),
             run=int(record.get("run", 1)), interrupt=record.get("interrupt"),
             interrupt_n=int(record.get("interrupt_n", 0)),
+            usage=Usage.from_data(record["usage"]) if record.get("usage") else None,
+            traceparent=record.get("traceparent"),
         )
 
 
@@ -194,6 +203,8 @@ class JobRecord:
             data["error"] = self.result.error.to_data()
         if self.result is not None and self.result.reason is not None:
             data["reason"] = self.result.reason
+        if self.finished and self.result is not None and self.result.usage is not None:
+            data["usage"] = self.result.usage.to_data()
         if self.status == "interrupted" and self.result is not None \
                 and self.result.interrupt is not None:
             data["interrupt"] = dict(self.result.interrupt)

@@ -6,6 +6,7 @@ from typing import Any, Protocol
 from agent_executor.domain.interrupts import Interrupt, Resume
 from agent_executor.domain.job import Job
 from agent_executor.domain.result import AgentOutput
+from agent_executor.domain.usage import Usage
 
 EventSink = Callable[[str, Mapping[str, Any]], Awaitable[None]]
 """`await emit(event_type, data)`: hands one stream event (section 7) to the use case."""
@@ -31,4 +32,11 @@ class AgentRuntime(Protocol):
         on (the node's `interrupt_on`): the thread keeps the pause. A later run with
         `resume` (its `interrupt_id` the pending one's) continues with those decisions;
         a run without them pauses again at the same interrupt."""
+        ...
+
+    async def usage(self, job: Job) -> Usage:
+        """What the job's thread spent on models over all its runs, read from its
+        checkpoint (zero when it has none). Budgets (`job.limits` over the runtime's
+        defaults) are enforced by `run`: the model call that would pass one is not
+        made, and `BudgetExceeded` is raised. Raises `DependencyUnavailable`."""
         ...

@@ -27,6 +27,17 @@ def gated_job(interrupt_on: Any = True, *, calls: list[dict[str, Any]] | None = 
                     job_id=f"hitl-{uuid.uuid4().hex[:8]}")
 
 
+def delegating_job() -> Job:
+    """The orchestrator delegates to a writer whose write_file is gated."""
+    delegate = {"name": "task", "args": {"description": "write it", "subagent_type": "writer"}}
+    writer = scripted({"content": "writing", "tool_calls": [WRITE]}, {"content": "wrote"})
+    return job_with(definition(
+        node("orchestrator", model=scripted({"content": "delegating", "tool_calls": [delegate]},
+                                            {"content": "done"})),
+        node("writer", "Specialist", model=writer, interrupt_on={"write_file": True})),
+        job_id=f"hitl-{uuid.uuid4().hex[:8]}")
+
+
 async def paused(runtime: LangGraphAgentRuntime, job: Job, log: EventLog) -> Interrupt:
     outcome = await runtime.run(job, log)
     assert isinstance(outcome, Interrupt), outcome
@@ -101,13 +112,7 @@ async def test_allowed_decisions_and_batched_calls(runtime: LangGraphAgentRuntim
 
 async def test_a_specialists_gated_tool_pauses_the_job(runtime: LangGraphAgentRuntime,
                                                        log: EventLog) -> None:
-    delegate = {"name": "task", "args": {"description": "write it", "subagent_type": "writer"}}
-    writer = scripted({"content": "writing", "tool_calls": [WRITE]}, {"content": "wrote"})
-    job = job_with(definition(
-        node("orchestrator", model=scripted({"content": "delegating", "tool_calls": [delegate]},
-                                            {"content": "done"})),
-        node("writer", "Specialist", model=writer, interrupt_on={"write_file": True})),
-        job_id=f"hitl-{uuid.uuid4().hex[:8]}")
+    job = delegating_job()
     interrupt = await paused(runtime, job, log)
     assert interrupt.agent == "writer"
     assert interrupt.requests[0].call_id  # the specialist's own call id
@@ -142,3 +147,18 @@ async def test_a_bad_interrupt_on_is_an_invalid_definition(
     job = job_with(definition(node("orchestrator", interrupt_on=rule)))
     with pytest.raises(InvalidAgentDefinition, match=problem.replace(".", r"\.")):
         await runtime.run(job, log)
+
+
+async def test_usage_is_summed_over_an_interrupt_and_its_resume(
+        runtime: LangGraphAgentRuntime, log: EventLog) -> None:
+    job = delegating_job()
+    interrupt = await paused(runtime, job, log)
+    while_paused = await runtime.usage(job)  # from the checkpoint: nothing remembered
+    await runtime.run(job, log, Resume(interrupt.interrupt_id, (Decision("approve"),)))
+    after = await runtime.usage(job)
+
+    # paused: the orchestrator's first call (the writer's is in its own, paused, run)
+    assert while_paused.total.model_calls == 1
+    assert after.total.model_calls == 4  # two of the orchestrator, two of the writer
+    assert after.total.output_tokens == len("delegating writing wrote done".split())
+    assert after.total.input_tokens > while_paused.total.input_tokens

@@ -186,3 +186,29 @@ async def test_a_killed_process_resumes_in_another(tmp_path: Path) -> None:
         "Orchestrator": 2, "requirements-analyst": 1, "architect": 2}
     assert "Writing the requirements" not in "".join(
         e["content"] for e in after.of("on_llm_stream"))
+
+
+@pytest.mark.parametrize("crash_point", [
+    tool_started("Orchestrator", "write_todos"),
+    tool_started("requirements-analyst", "write_file"),
+    tool_started("architect", "write_file"),
+], ids=["orchestrator-turn-1", "inside-first-specialist", "inside-second"])
+async def test_usage_is_summed_from_the_checkpoint_over_a_crash_and_resume(
+        tmp_path: Path, crash_point: Trigger) -> None:
+    whole = team_job(delay_ms=DELAY_MS)
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "whole.sqlite")) as saver:
+        runtime = LangGraphAgentRuntime(saver, Keys(), registry=ToolRegistry())
+        await runtime.run(whole, EventLog())
+        uninterrupted = await runtime.usage(whole)
+
+    path = tmp_path / "checkpoints.sqlite"
+    job = team_job(delay_ms=DELAY_MS)
+    await crash_after(crash_point, job, path)
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:  # a new process
+        runtime = LangGraphAgentRuntime(saver, Keys(), registry=ToolRegistry())
+        await runtime.run(job, EventLog())
+        resumed = await runtime.usage(job)
+        reread = await LangGraphAgentRuntime(saver, Keys(), registry=ToolRegistry()).usage(job)
+
+    assert uninterrupted.total.model_calls == sum(TURNS.values())
+    assert resumed == uninterrupted == reread  # every call once, tokens alike

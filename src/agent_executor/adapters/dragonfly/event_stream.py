@@ -5,7 +5,8 @@ Per job, in Dragonfly (any Redis-protocol server):
 - the Pub/Sub channel `langgraph:stream:{job_id}`, one JSON event a message;
 - the replay buffer `langgraph:stream:{job_id}:events`, a list with a TTL;
 - the counter `langgraph:stream:{job_id}:seq`, the last `seq` sent;
-- the markers `:end` (its `end` was sent) and `:batch` (the last batch applied).
+- the markers `:end` (the run of its latest `end`) and `:batch` (the last batch
+  applied).
 
 Writers are `DragonflyEventWriter`s (buffered, pipelined, never raising; what
 they could not send they keep and send when Dragonfly is back). Followers share
@@ -39,7 +40,7 @@ from agent_executor.adapters.dragonfly.writer import (
 )
 from agent_executor.adapters.metrics import PrometheusMetrics
 from agent_executor.domain.errors import DependencyUnavailable
-from agent_executor.domain.events import END, StreamEvent
+from agent_executor.domain.events import StreamEvent, ends_run
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +94,8 @@ class DragonflyEventStream:
     def fanout(self) -> PubSubFanout:
         return self._fanout
 
-    async def writer(self, job_id: str, trace_id: str) -> DragonflyEventWriter:
-        return DragonflyEventWriter(self._client, self.keys(job_id), job_id, trace_id,
+    async def writer(self, job_id: str, trace_id: str, *, run: int) -> DragonflyEventWriter:
+        return DragonflyEventWriter(self._client, self.keys(job_id), job_id, trace_id, run,
                                     self._metrics, self._limits, self._append,
                                     on_linger=self._linger)
 
@@ -102,33 +103,34 @@ class DragonflyEventStream:
         self._lingering.add(flusher)
         flusher.add_done_callback(self._lingering.discard)
 
-    async def follow(self, job_id: str, after_seq: int = 0, *,
-                     live: bool = True) -> AsyncIterator[StreamEvent]:
+    async def follow(self, job_id: str, after_seq: int = 0, *, live: bool = True,
+                     until_run: int = 1) -> AsyncIterator[StreamEvent]:
         """See `EventStream.follow`: ends early (logged) if Dragonfly goes away."""
         try:
-            events = await self.subscribe(job_id, after_seq, live=live)
+            events = await self.subscribe(job_id, after_seq, live=live, until_run=until_run)
             async for event in events:
                 yield event
         except DependencyUnavailable as exc:
             logger.warning("following the stream stopped: %s", exc, extra={"job_id": job_id})
 
-    async def subscribe(self, job_id: str, after_seq: int = 0, *,
-                        live: bool = True) -> AsyncIterator[StreamEvent]:
+    async def subscribe(self, job_id: str, after_seq: int = 0, *, live: bool = True,
+                        until_run: int = 1) -> AsyncIterator[StreamEvent]:
         """See `EventStream.subscribe`."""
         keys = self.keys(job_id)
         follower = await self._fanout.subscribe(keys.channel) if live else None
         try:
             replay = await self._replay(keys, after_seq)
-            if follower is not None and not replay and await self.has_end(job_id):
+            if follower is not None and not replay and await self.has_end(job_id, until_run):
                 follower.close()  # its `end` is behind `after_seq`: nothing more will come
                 follower = None
         except BaseException:
             if follower is not None:
                 follower.close()
             raise
-        return _Following(self._follow(keys, after_seq, replay, follower), follower)
+        return _Following(self._follow(keys, after_seq, until_run, replay, follower), follower)
 
-    async def _follow(self, keys: StreamKeys, last: int, replay: list[StreamEvent],
+    async def _follow(self, keys: StreamKeys, last: int, until_run: int,
+                      replay: list[StreamEvent],
                       follower: Follower | None) -> AsyncIterator[StreamEvent]:
         try:
             batch = replay
@@ -138,7 +140,7 @@ class DragonflyEventStream:
                         continue
                     last = event.seq
                     yield event
-                    if event.event_type == END:
+                    if ends_run(event, until_run):
                         return
                 if follower is None:
                     return
@@ -157,10 +159,11 @@ class DragonflyEventStream:
             if follower is not None:
                 follower.close()
 
-    async def has_end(self, job_id: str) -> bool:
+    async def has_end(self, job_id: str, run: int) -> bool:
         keys = self.keys(job_id)
         try:
-            return bool(await self._client.exists(keys.end))
+            ended = await self._client.get(keys.end)
+            return ended is not None and int(ended) >= run
         except DRIVER_ERRORS as exc:
             raise DependencyUnavailable(f"Dragonfly: {type(exc).__name__}: {exc}") from exc
 

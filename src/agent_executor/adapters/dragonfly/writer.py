@@ -50,38 +50,43 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutEr
 
 # One round trip and one command per batch, applied atomically (all or nothing, so
 # `seq` never moves without its events): the events onto the replay buffer, each
-# published, then the counter and the TTLs. `end` is the last event of a job's
-# stream, once: the end marker is set with it, and nothing is appended once it is
-# there (so two deliveries of a finished job that both repair a missing `end`
-# give one, not two). This script is the one place of that rule for Dragonfly.
-# A batch id already applied (the marker holds "id count") is not applied again.
-# A batch numbered at or below the counter (a writer whose numbers are stale: another
-# writer of the job sent meanwhile) is refused with -1, so no `seq` is ever used twice;
-# the writer renumbers it from the counter and sends it again.
+# published, then the counter and the TTLs. Every run of a job has one `end`, its
+# last event, and the runs end in order: the end marker holds the run of the latest
+# `end` (a marker "1" from before runs existed reads as run 1), and a batch of a run
+# at or below it appends nothing (so two deliveries of a finished run that both
+# repair a missing `end` give one, not two, and a stale writer of a finished run
+# never writes into the next one). This script is the one place of that rule for
+# Dragonfly. A batch id already applied (the marker holds "id count") is not applied
+# again. A batch numbered at or below the counter (a writer whose numbers are stale:
+# another writer of the job sent meanwhile) is refused with -1, so no `seq` is ever
+# used twice; the writer renumbers it from the counter and sends it again.
 # KEYS: replay list, seq counter, end marker, last batch marker (all declared, as
 # Dragonfly requires of scripts); ARGV: last seq, TTL, channel, position of `end`
-# in the batch (0: none), batch id, events. Returns {events appended, counter}.
-# `table.unpack or unpack`: Lua 5.4 (Dragonfly) or 5.1 (Redis).
+# in the batch (0: none), batch id, the writer's run, events. Returns {events
+# appended, counter}. `table.unpack or unpack`: Lua 5.4 (Dragonfly) or 5.1 (Redis).
 APPEND_SCRIPT = """
 local mark = redis.call('GET', KEYS[4])
 if mark and string.sub(mark, 1, #ARGV[5] + 1) == ARGV[5] .. ' ' then
   return {tonumber(string.sub(mark, #ARGV[5] + 2)), tonumber(redis.call('GET', KEYS[2]) or '0')}
 end
-if redis.call('EXISTS', KEYS[3]) == 1 then
+local ended, run = tonumber(redis.call('GET', KEYS[3]) or '0'), tonumber(ARGV[6])
+if ended >= run then
   return {0, tonumber(redis.call('GET', KEYS[2]) or '0')}
 end
-local last, n, end_at = tonumber(ARGV[1]), #ARGV - 5, tonumber(ARGV[4])
+local last, n, end_at = tonumber(ARGV[1]), #ARGV - 6, tonumber(ARGV[4])
 local stored = tonumber(redis.call('GET', KEYS[2]) or '0')
 if last - n + 1 <= stored then
   return {-1, stored}
 end
 if end_at > 0 then
-  redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
+  redis.call('SET', KEYS[3], ARGV[6], 'EX', ARGV[2])
   last = last - (n - end_at)
   n = end_at
+elseif ended > 0 then
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
 end
-redis.call('RPUSH', KEYS[1], (table.unpack or unpack)(ARGV, 6, 5 + n))
-for i = 6, 5 + n do
+redis.call('RPUSH', KEYS[1], (table.unpack or unpack)(ARGV, 7, 6 + n))
+for i = 7, 6 + n do
   redis.call('PUBLISH', ARGV[3], ARGV[i])
 end
 redis.call('SET', KEYS[2], last, 'EX', ARGV[2])
@@ -93,8 +98,8 @@ return {n, last}
 
 @dataclass(frozen=True)
 class StreamKeys:
-    """Where one job's events live: the channel, the replay list, the `seq` counter and
-    the marker that its `end` was sent."""
+    """Where one job's events live: the channel, the replay list, the `seq` counter, the
+    marker holding the run of its latest `end`, and the last batch applied."""
 
     channel: str
     replay: str
@@ -124,10 +129,12 @@ class DragonflyEventWriter:
     """Implements `EventWriter` for one job; see the module docstring."""
 
     def __init__(self, client: Redis, keys: StreamKeys, job_id: str, trace_id: str,
-                 metrics: PrometheusMetrics, limits: WriterLimits, append: AsyncScript,
+                 run: int, metrics: PrometheusMetrics, limits: WriterLimits,
+                 append: AsyncScript,
                  on_linger: Callable[[asyncio.Task[None]], None] | None = None) -> None:
         self._client = client
         self._keys = keys
+        self._run = run
         self._limits = limits
         self._metrics = metrics
         self._log = {"job_id": job_id, "trace_id": trace_id}
@@ -258,7 +265,7 @@ class DragonflyEventWriter:
                     appended, counter = (int(v) for v in await self._append(
                         keys=[keys.replay, keys.seq, keys.end, keys.batch],
                         args=[first + len(batch) - 1, self._limits.replay_ttl_seconds,
-                              keys.channel, end_at, self._batch_id, *payloads]))
+                              keys.channel, end_at, self._batch_id, self._run, *payloads]))
                     if appended >= 0:
                         break
                     self._next_seq = counter + 1
@@ -269,7 +276,7 @@ class DragonflyEventWriter:
             self._warn_once(exc)
             return False
         if appended < len(batch):
-            logger.info("the job's stream already ended; %d event(s) after its end dropped",
+            logger.info("the run's stream already ended; %d event(s) after its end dropped",
                         len(batch) - appended, extra=self._log)
             batch = batch[:appended]
         self._sent_through = max(self._sent_through, counter)

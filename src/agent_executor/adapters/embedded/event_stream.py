@@ -1,11 +1,11 @@
 """`InProcessEventStream`: the event stream in memory, for tests and embedding.
 
 Same semantics as `DragonflyEventStream`, in memory: `seq` gapless per job
-across resumes (in this process), a replay buffer per job that keeps the last
-`max_events_per_job` events and is forgotten `replay_ttl_seconds` after the
-job's last event, live followers woken on every event. The `local` profile
-uses `SqliteEventStream` (events on disk) instead; this one is for tests and
-in-process harnesses that need no file.
+across resumes and runs (in this process), one `end` per run, a replay buffer
+per job that keeps the last `max_events_per_job` events and is forgotten
+`replay_ttl_seconds` after the job's last event, live followers woken on every
+event. The `local` profile uses `SqliteEventStream` (events on disk) instead;
+this one is for tests and in-process harnesses that need no file.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from agent_executor.adapters.metrics import PrometheusMetrics
-from agent_executor.domain.events import END, StreamEvent, utc_timestamp
+from agent_executor.domain.events import END, StreamEvent, ends_run, utc_timestamp
 from agent_executor.domain.health import ProbeResult
 
 REPLAY_TTL_SECONDS = 24 * 3600
@@ -31,23 +31,25 @@ class _JobLog:
     def __init__(self, max_events: int, now: float) -> None:
         self.events: deque[StreamEvent] = deque(maxlen=max_events)
         self.last_seq = 0
-        self.ended = False
+        self.ended_run = 0  # the run of the latest `end` (0: none yet)
         self.touched = now
         self.changed = asyncio.Event()
 
-    def append(self, event: StreamEvent, now: float) -> None:
+    def append(self, event: StreamEvent, run: int, now: float) -> None:
         self.events.append(event)
         self.last_seq = event.seq
-        self.ended = self.ended or event.event_type == END
+        if event.event_type == END:
+            self.ended_run = run
         self.touched = now
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
 
 
 class InProcessEventWriter:
-    def __init__(self, log: _JobLog, job_id: str, trace_id: str, metrics: PrometheusMetrics,
-                 clock: Callable[[], float]) -> None:
+    def __init__(self, log: _JobLog, job_id: str, trace_id: str, run: int,
+                 metrics: PrometheusMetrics, clock: Callable[[], float]) -> None:
         self._log = log
+        self._run = run
         self._job_id = job_id
         self._trace_id = trace_id
         self._metrics = metrics
@@ -55,11 +57,11 @@ class InProcessEventWriter:
         self.closed = False
 
     async def emit(self, event_type: str, data: Mapping[str, Any]) -> None:
-        if self.closed or self._log.ended:  # one `end`, always last (as in Dragonfly)
+        if self.closed or self._log.ended_run >= self._run:  # one `end` per run, its last
             return
         event = StreamEvent(event_type, self._job_id, self._trace_id, self._log.last_seq + 1,
                             utc_timestamp(), _json_values(data))
-        self._log.append(event, self._clock())
+        self._log.append(event, self._run, self._clock())
         self._metrics.stream_events_published_total.labels(event_type=event_type).inc()
 
     async def aclose(self) -> None:
@@ -80,33 +82,35 @@ class InProcessEventStream:
         self._jobs: dict[str, _JobLog] = {}
         self._swept = clock()
 
-    async def writer(self, job_id: str, trace_id: str) -> InProcessEventWriter:
-        return InProcessEventWriter(self._job(job_id), job_id, trace_id, self._metrics,
+    async def writer(self, job_id: str, trace_id: str, *, run: int) -> InProcessEventWriter:
+        return InProcessEventWriter(self._job(job_id), job_id, trace_id, run, self._metrics,
                                     self._clock)
 
-    async def follow(self, job_id: str, after_seq: int = 0, *,
-                     live: bool = True) -> AsyncIterator[StreamEvent]:
+    async def follow(self, job_id: str, after_seq: int = 0, *, live: bool = True,
+                     until_run: int = 1) -> AsyncIterator[StreamEvent]:
         log = self._job(job_id)
         last = after_seq
+        if log.ended_run >= until_run and log.last_seq <= last:
+            return  # its `end` is behind `after_seq`: nothing more will come
         while True:
             changed = log.changed  # taken before reading, so no event can slip by
             for event in [e for e in log.events if e.seq > last]:
                 last = event.seq
                 yield event
-                if event.event_type == END:
+                if ends_run(event, until_run):
                     return
-            if not live or (log.ended and log.last_seq <= last):
+            if not live:
                 return
             if log.last_seq <= last:
                 await changed.wait()
 
-    async def subscribe(self, job_id: str, after_seq: int = 0, *,
-                        live: bool = True) -> AsyncIterator[StreamEvent]:
+    async def subscribe(self, job_id: str, after_seq: int = 0, *, live: bool = True,
+                        until_run: int = 1) -> AsyncIterator[StreamEvent]:
         """Nothing here can become unavailable: `follow` itself."""
-        return self.follow(job_id, after_seq, live=live)
+        return self.follow(job_id, after_seq, live=live, until_run=until_run)
 
-    async def has_end(self, job_id: str) -> bool:
-        return self._job(job_id).ended
+    async def has_end(self, job_id: str, run: int) -> bool:
+        return self._job(job_id).ended_run >= run
 
     def _job(self, job_id: str) -> _JobLog:
         now = self._clock()

@@ -5,8 +5,10 @@ The same semantics as `DragonflyEventStream`, in a SQLite file
 
 - `seq` is assigned when a batch is written, from the job's counter in the same
   transaction, so it is 1, 2, ... gapless across writers, restarts and
-  processes sharing the file; one `end` per job, last (`_append` is the one
-  place of that rule here).
+  processes sharing the file; one `end` per run, the run's last event, and nothing
+  more from a writer of a run whose `end` is there (`append` is the one place of
+  that rule here; `stream_jobs.ended` holds the run of the latest `end`, 0 for none,
+  so a file written before runs existed reads as "run 1 ended").
 - Writers buffer like Dragonfly's: `emit` never waits for the disk, a flusher
   task writes what accumulated in one transaction.
 - Followers in the process that writes are woken in-process when a batch is
@@ -37,7 +39,7 @@ import aiosqlite
 from agent_executor.adapters.embedded.sqlite_event_writer import Pending, SqliteEventWriter
 from agent_executor.adapters.metrics import PrometheusMetrics
 from agent_executor.domain.errors import DependencyUnavailable
-from agent_executor.domain.events import END, StreamEvent
+from agent_executor.domain.events import END, StreamEvent, ends_run
 from agent_executor.domain.health import ProbeResult
 
 logger = logging.getLogger(__name__)
@@ -131,12 +133,12 @@ class SqliteEventStream:
                 setattr(self, attr, None)
                 await conn.close()
 
-    async def writer(self, job_id: str, trace_id: str) -> SqliteEventWriter:
+    async def writer(self, job_id: str, trace_id: str, *, run: int) -> SqliteEventWriter:
         if self._clock() - self._pruned > PRUNE_EVERY_SECONDS:
             await self._prune()
         self._local_writers[job_id] += 1
         self._tails.setdefault(job_id, deque(maxlen=TAIL_EVENTS))
-        return SqliteEventWriter(self, job_id, trace_id)
+        return SqliteEventWriter(self, job_id, trace_id, run)
 
     def writer_closed(self, job_id: str) -> None:
         self._local_writers[job_id] -= 1
@@ -145,15 +147,17 @@ class SqliteEventStream:
             self._tails.pop(job_id, None)
             self._changed(job_id)  # its followers wait on the file from now on
 
-    async def append(self, job_id: str, trace_id: str, batch: list[Pending]) -> int:
-        """Number and write `batch` in one transaction; returns how many were appended
-        (none once the job's stream has its `end`; nothing after an `end`)."""
+    async def append(self, job_id: str, trace_id: str, run: int,
+                     batch: list[Pending]) -> int:
+        """Number and write `batch` of run `run` in one transaction; returns how many were
+        appended (none once the stream has the `end` of this run or a later one; nothing
+        after the batch's `end`)."""
         async with self._write_lock, self._connection("_write") as conn:
             await conn.execute("BEGIN IMMEDIATE")
             try:
                 rows = list(await conn.execute_fetchall(_COUNTER, (job_id,)))
-                last, ended = (rows[0][0], bool(rows[0][1])) if rows else (0, False)
-                if ended:
+                last, ended = (rows[0][0], rows[0][1]) if rows else (0, 0)
+                if ended >= run:
                     await conn.execute("ROLLBACK")
                     return 0
                 end_at = next((i + 1 for i, e in enumerate(batch) if e[0] == END), len(batch))
@@ -163,8 +167,9 @@ class SqliteEventStream:
                     (job_id, e.seq, json.dumps(e.to_data(), ensure_ascii=False))
                     for e in events])
                 new_last = last + len(events)
-                await conn.execute(_UPSERT, (job_id, new_last, events[-1].event_type == END,
-                                             self._clock()))
+                if events[-1].event_type == END:
+                    ended = run
+                await conn.execute(_UPSERT, (job_id, new_last, ended, self._clock()))
                 if new_last > self._max_events:
                     await conn.execute(_TRIM, (job_id, new_last - self._max_events))
                 await conn.execute("COMMIT")
@@ -179,7 +184,7 @@ class SqliteEventStream:
         for event_type, count in Counter(e.event_type for e in events).items():
             self._metrics.stream_events_published_total.labels(event_type=event_type).inc(count)
         if len(events) < len(batch):
-            logger.info("the job's stream already ended; %d event(s) after its end dropped",
+            logger.info("the run's stream already ended; %d event(s) after its end dropped",
                         len(batch) - len(events), extra={"job_id": job_id})
         return len(events)
 
@@ -191,25 +196,26 @@ class SqliteEventStream:
                            "stream_publish_errors_total; the job goes on", exc,
                            extra={"job_id": job_id})
 
-    async def follow(self, job_id: str, after_seq: int = 0, *,
-                     live: bool = True) -> AsyncIterator[StreamEvent]:
+    async def follow(self, job_id: str, after_seq: int = 0, *, live: bool = True,
+                     until_run: int = 1) -> AsyncIterator[StreamEvent]:
         """See `EventStream.follow`: ends early (logged) if the file cannot be read."""
         try:
-            async for event in await self.subscribe(job_id, after_seq, live=live):
+            async for event in await self.subscribe(job_id, after_seq, live=live,
+                                                    until_run=until_run):
                 yield event
         except DependencyUnavailable as exc:
             logger.warning("following the stream stopped: %s", exc, extra={"job_id": job_id})
 
-    async def subscribe(self, job_id: str, after_seq: int = 0, *,
-                        live: bool = True) -> AsyncIterator[StreamEvent]:
+    async def subscribe(self, job_id: str, after_seq: int = 0, *, live: bool = True,
+                        until_run: int = 1) -> AsyncIterator[StreamEvent]:
         """See `EventStream.subscribe`."""
         signal = self._signal(job_id)  # taken before reading: no commit slips by
         first = await self._events_after(job_id, after_seq)
-        if live and not first and await self._ended_before(job_id, after_seq):
+        if live and not first and await self._ended_before(job_id, after_seq, until_run):
             live = False  # its `end` is behind `after_seq`: nothing more will come
-        return self._follow(job_id, after_seq, first, signal, live)
+        return self._follow(job_id, after_seq, until_run, first, signal, live)
 
-    async def _follow(self, job_id: str, last: int, batch: list[StreamEvent],
+    async def _follow(self, job_id: str, last: int, until_run: int, batch: list[StreamEvent],
                       signal: asyncio.Event, live: bool) -> AsyncIterator[StreamEvent]:
         while True:
             for event in batch:
@@ -217,7 +223,7 @@ class SqliteEventStream:
                     continue
                 last = event.seq
                 yield event
-                if event.event_type == END:
+                if ends_run(event, until_run):
                     return
             if not live:
                 return
@@ -275,16 +281,17 @@ class SqliteEventStream:
         if signal is not None:
             signal.set()
 
-    async def _ended_before(self, job_id: str, last: int) -> bool:
-        """Its `end` is at or before `last`: nothing more will come."""
+    async def _ended_before(self, job_id: str, last: int, run: int) -> bool:
+        """The `end` of run `run` (or a later one) is at or before `last`: nothing more
+        will come."""
         async with self._connection("_read") as conn:
             rows = list(await conn.execute_fetchall(_COUNTER, (job_id,)))
-        return bool(rows and rows[0][1] and rows[0][0] <= last)
+        return bool(rows and rows[0][1] >= run and rows[0][0] <= last)
 
-    async def has_end(self, job_id: str) -> bool:
+    async def has_end(self, job_id: str, run: int) -> bool:
         async with self._connection("_read") as conn:
             rows = list(await conn.execute_fetchall(_COUNTER, (job_id,)))
-        return bool(rows and rows[0][1])
+        return bool(rows and rows[0][1] >= run)
 
     async def ping(self) -> None:
         async with self._connection("_read") as conn:

@@ -20,10 +20,12 @@ Pending = tuple[str, str, dict[str, Any]]  # (event_type, ts, data)
 class SqliteEventWriter:
     """Implements `EventWriter` for one job: buffered, one transaction per batch."""
 
-    def __init__(self, stream: SqliteEventStream, job_id: str, trace_id: str) -> None:
+    def __init__(self, stream: SqliteEventStream, job_id: str, trace_id: str,
+                 run: int) -> None:
         self._stream = stream
         self.job_id = job_id
         self.trace_id = trace_id
+        self.run = run
         self._pending: list[Pending] = []
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
@@ -59,7 +61,7 @@ class SqliteEventWriter:
                 batch, self._pending = self._pending, []
                 try:
                     self.published += await self._stream.append(self.job_id, self.trace_id,
-                                                                 batch)
+                                                                 self.run, batch)
                 except DependencyUnavailable as exc:  # losing events never fails the job
                     self.lost += len(batch)
                     self._stream.lost(len(batch), exc, self.job_id)

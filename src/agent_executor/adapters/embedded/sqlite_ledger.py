@@ -364,9 +364,7 @@ class SqliteJobLedger:
         if not rows:
             return None
         data = json.loads(rows[0]["job"])
-        job = Job(job_id=data["job_id"], trace_id=data["trace_id"],
-                  agent_definition=data["agent_definition"],
-                  input_payload=data["input_payload"])
+        job = Job.from_data(data)
         return job, _record(rows[0])
 
     async def get(self, job_id: str) -> JobRecord | None:

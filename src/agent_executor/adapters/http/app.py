@@ -102,10 +102,13 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
             raise JobNotFound(f"no job with id {job_id!r}")
         after = _last_event_id(request)
         # A live follower is subscribed before the answer starts, so a stream that
-        # cannot be read is a 503, never an empty 200.
+        # cannot be read is a 503, never an empty 200. It follows the run the ledger
+        # names now (an interrupted one included: no `end` until it resumes and ends);
+        # a retry while it follows does not move it on: it stops at that run's `end`.
         stream = (replay_finished(events, record.result, after)
                   if record.result is not None and record.finished
-                  else await events.subscribe(job_id, after, live=True))
+                  else await events.subscribe(job_id, after, live=True,
+                                              until_run=record.run))
         return StreamingResponse(sse_stream(stream), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})

@@ -169,9 +169,10 @@ PATHS: dict[str, Any] = {
     "/jobs/{job_id}/events": {"get": {
         "operationId": "followJob",
         "summary": "The job's stream events as server-sent events",
-        "description": "Every event so far, then live ones until the run's `end`. Each SSE "
-                       "event's `id` is the stream event's `seq` and its `data` the stream "
-                       "event (StreamEvent) as JSON.",
+        "description": "Every event so far (of every run), then live ones until the `end` "
+                       "of the job's latest run; open while the job is `interrupted`. Each "
+                       "SSE event's `id` is the stream event's `seq` and its `data` the "
+                       "stream event (StreamEvent) as JSON.",
         "parameters": [_JOB_ID,
                        {"name": "Last-Event-ID", "in": "header", "required": False,
                         "description": "Resume after this seq.",

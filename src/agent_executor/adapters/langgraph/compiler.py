@@ -21,10 +21,16 @@ from langchain.agents.middleware import AgentMiddleware, TodoListMiddleware
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
+from agent_executor.adapters.langgraph.accounting import (
+    AccountingMiddleware,
+    NoAgentMetrics,
+    RunTally,
+)
 from agent_executor.adapters.langgraph.models import ChatModelFactory
 from agent_executor.adapters.langgraph.spec import AgentDefinition, AgentSpec
 from agent_executor.adapters.langgraph.tools import ToolFailureMiddleware, ToolRegistry
 from agent_executor.adapters.langgraph.tracing import run_tracing_bookkeeping_inline
+from agent_executor.ports.metrics import AgentMetrics
 
 DEFAULT_CACHE_SIZE = 128
 DEFAULT_CACHE_AGENTS = 512
@@ -47,7 +53,8 @@ class AgentCompiler:
     def __init__(self, checkpointer: BaseCheckpointSaver[Any], models: ChatModelFactory,
                  registry: ToolRegistry, max_cached: int = DEFAULT_CACHE_SIZE, *,
                  max_cached_agents: int = DEFAULT_CACHE_AGENTS,
-                 max_cached_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+                 max_cached_bytes: int = DEFAULT_CACHE_BYTES,
+                 metrics: AgentMetrics | None = None) -> None:
         self._checkpointer = checkpointer
         self._models = models
         self._registry = registry
@@ -55,6 +62,8 @@ class AgentCompiler:
         self._max_agents = max_cached_agents
         self._max_bytes = max_cached_bytes
         self._cache: OrderedDict[str, CompiledAgent] = OrderedDict()
+        self._metrics: AgentMetrics = metrics or NoAgentMetrics()
+        self.tally = RunTally()
         self.hits = 0
         self.misses = 0
         run_tracing_bookkeeping_inline()  # the graphs built here run cheaper with it
@@ -123,7 +132,10 @@ class AgentCompiler:
 
     def _middleware(self, spec: AgentSpec) -> list[AgentMiddleware[Any, Any, Any]]:
         # deepagents no longer adds the todo list itself; the contract promises it.
-        return [TodoListMiddleware(), ToolFailureMiddleware(spec.tools)]
+        return [TodoListMiddleware(),
+                AccountingMiddleware(spec.model.provider, spec.model.model, self._metrics,
+                                     self.tally),
+                ToolFailureMiddleware(spec.tools, self._metrics)]
 
 
 def _interrupt_on(spec: AgentSpec) -> dict[str, Any]:

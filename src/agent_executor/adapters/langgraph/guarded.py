@@ -63,7 +63,12 @@ class GuardedChatModel(BaseChatModel):
         return self.inner._identifying_params
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
-        return self.inner._get_ls_params(stop=stop, **kwargs)
+        """The inner model's, naming the provider and model as the definition does (the
+        tracing callbacks read them)."""
+        params = self.inner._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = self.provider
+        params["ls_model_name"] = self.model_name
+        return params
 
     def bind_tools(
         self,

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphRecursionError
 from langgraph.types import StateSnapshot
 
+from agent_executor.adapters.langgraph.accounting import USAGE_KEY, merge_calls, usage_of
 from agent_executor.adapters.langgraph.compiler import (
     DEFAULT_CACHE_SIZE,
     AgentCompiler,
@@ -39,6 +42,8 @@ from agent_executor.domain.errors import (
 from agent_executor.domain.interrupts import Interrupt, Resume
 from agent_executor.domain.job import Job
 from agent_executor.domain.result import AgentOutput
+from agent_executor.domain.usage import NO_LIMITS, Limits, Usage
+from agent_executor.ports.metrics import AgentMetrics
 from agent_executor.ports.runtime import EventSink
 
 logger = logging.getLogger(__name__)
@@ -56,26 +61,32 @@ class LangGraphAgentRuntime:
 
     `settings` supplies the provider keys (`adapters.config.Settings` does);
     `registry` the tools `config.tools` may name (default: built-ins plus the
-    `agent_executor.tools` entry points).
+    `agent_executor.tools` entry points); `default_limits` the budget of a job whose
+    `limits` leave one unset (JOB_MAX_*); `callbacks` makes, for each run, the
+    LangChain callback handlers it runs with (tracing), called where the run starts.
     """
 
     def __init__(self, checkpointer: BaseCheckpointSaver[Any], settings: ProviderSettings, *,
                  registry: ToolRegistry | None = None,
-                 cache_size: int = DEFAULT_CACHE_SIZE, step_limit: int = STEP_LIMIT) -> None:
+                 cache_size: int = DEFAULT_CACHE_SIZE, step_limit: int = STEP_LIMIT,
+                 metrics: AgentMetrics | None = None, default_limits: Limits = NO_LIMITS,
+                 callbacks: Callable[[], list[BaseCallbackHandler]] | None = None) -> None:
         self.registry = registry if registry is not None else ToolRegistry.load()
         self.step_limit = step_limit
+        self.default_limits = default_limits
+        self._callbacks = callbacks
         self.compiler = AgentCompiler(checkpointer,
                                       ChatModelFactory(settings, step_limit=step_limit),
-                                      self.registry, max_cached=cache_size)
+                                      self.registry, max_cached=cache_size, metrics=metrics)
+        # the usage of the last runs' final states, so `usage` reads no checkpoint
+        self._final_usage: OrderedDict[str, Usage] = OrderedDict()
+        # the calls of a failed run that its thread state may not hold (a failed task)
+        self._unsaved_calls: dict[str, dict[str, Any]] = {}
 
     async def run(self, job: Job, emit: EventSink,
                   resume: Resume | None = None) -> AgentOutput | Interrupt:
         definition = parse_definition(job.agent_definition, self.registry.names())
-        config: RunnableConfig = {
-            "configurable": {"thread_id": job.job_id},
-            "metadata": {"job_id": job.job_id, "trace_id": job.trace_id},
-            "recursion_limit": self.step_limit,
-        }
+        config = self._config(job)
         try:
             agent = await self.compiler.acompile(definition)
             snapshot = await agent.graph.aget_state(config)
@@ -85,9 +96,15 @@ class LangGraphAgentRuntime:
             if snapshot.created_at is not None and not snapshot.tasks:
                 logger.info("thread already finished; returning its final state",
                             extra={"job_id": job.job_id, "trace_id": job.trace_id})
+                self._remember(job, snapshot.values)
                 return agent_output(snapshot.values)
             translator = StreamTranslator(agent.orchestrator, emit)
-            values = await self._stream(agent, job, snapshot, config, translator, resume)
+            try:
+                values = await self._stream(agent, job, snapshot, config, translator, resume)
+            except BaseException:
+                self._unsaved_calls[job.job_id] = self.compiler.tally.take(job.job_id)
+                raise
+            self.compiler.tally.take(job.job_id)
             if values is None:  # paused: the checkpoint holds what waits for a decision
                 snapshot = await agent.graph.aget_state(config)
                 if not snapshot.interrupts:
@@ -98,7 +115,40 @@ class LangGraphAgentRuntime:
             raise
         except Exception as exc:
             raise _translate(exc, job, self.step_limit) from exc
+        self._remember(job, values)
         return agent_output(values)
+
+    async def usage(self, job: Job) -> Usage:
+        remembered = self._final_usage.pop(job.job_id, None)
+        unsaved = self._unsaved_calls.pop(job.job_id, {})
+        if remembered is not None:
+            return remembered
+        try:
+            definition = parse_definition(job.agent_definition, self.registry.names())
+            agent = await self.compiler.acompile(definition)
+        except AgentExecutorError:  # a definition that never ran spent nothing
+            return Usage()
+        try:
+            snapshot = await agent.graph.aget_state(self._config(job))
+        except Exception as exc:
+            raise _translate(exc, job, self.step_limit) from exc
+        return usage_of({USAGE_KEY: merge_calls(snapshot.values.get(USAGE_KEY), unsaved)})
+
+    def _config(self, job: Job) -> RunnableConfig:
+        limits = job.limits.over(self.default_limits)
+        config: RunnableConfig = {
+            "configurable": {"thread_id": job.job_id},
+            "metadata": {"job_id": job.job_id, "trace_id": job.trace_id, **limits.to_data()},
+            "recursion_limit": self.step_limit,
+        }
+        if self._callbacks is not None:
+            config["callbacks"] = self._callbacks()
+        return config
+
+    def _remember(self, job: Job, values: Mapping[str, Any]) -> None:
+        self._final_usage[job.job_id] = usage_of(values)
+        while len(self._final_usage) > 1024:
+            self._final_usage.popitem(last=False)
 
     async def _stream(self, agent: CompiledAgent, job: Job, snapshot: StateSnapshot,
                       config: RunnableConfig, translator: StreamTranslator,

@@ -3,7 +3,9 @@
 Its n-th answer within a conversation is reply R(n), n being the number of AI
 messages already in the messages it is given (past the end: the last reply),
 so a resumed run continues where it stopped. It sleeps `delay_ms` before each
-answer and streams the content word by word.
+answer and streams the content word by word. Its usage is counted in words: the
+input tokens are the words of every message it is given, the output tokens the
+words of its reply.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, ClassVar
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import ToolCall, ToolCallChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
@@ -137,8 +140,13 @@ class ScriptedChatModel(BaseChatModel):
         seed = f"{self.agent}\0{_first_human_text(messages)}\0{n}"
         calls = [ToolCall(name=c.name, args=dict(c.args), id=_call_id(seed, i), type="tool_call")
                  for i, c in enumerate(reply.tool_calls)]
+        words_in = sum(len(m.text.split()) for m in messages)
+        words_out = len(reply.content.split())
         return AIMessage(content=reply.content, tool_calls=calls,
-                         response_metadata={"model_name": self.model_name})
+                         response_metadata={"model_name": self.model_name},
+                         usage_metadata=UsageMetadata(input_tokens=words_in,
+                                                      output_tokens=words_out,
+                                                      total_tokens=words_in + words_out))
 
 
 def _result(message: AIMessage) -> ChatResult:
@@ -154,7 +162,7 @@ def _chunks(message: AIMessage) -> Iterator[ChatGenerationChunk]:
                    for i, c in enumerate(message.tool_calls)]
     yield ChatGenerationChunk(message=AIMessageChunk(
         content="", tool_call_chunks=tool_chunks, chunk_position="last",
-        response_metadata=message.response_metadata))
+        response_metadata=message.response_metadata, usage_metadata=message.usage_metadata))
 
 
 def _call_id(seed: str, index: int) -> str:

@@ -23,6 +23,7 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
 from agent_executor.domain.errors import JobFailure, ToolError
+from agent_executor.ports.metrics import AgentMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +95,14 @@ def _recoverable(t: BaseTool) -> BaseTool:
 
 
 class ToolFailureMiddleware(AgentMiddleware[Any, Any, Any]):
-    """Any other exception a registry tool raises fails the job with `ToolError`."""
+    """Any other exception a registry tool raises fails the job with `ToolError`; every
+    tool call is counted (`tool_calls_total`), under the name of a tool the agent has
+    (`unknown` for a name a model made up)."""
 
-    def __init__(self, tool_names: Iterable[str]) -> None:
+    def __init__(self, tool_names: Iterable[str], metrics: AgentMetrics | None = None) -> None:
         super().__init__()
         self._names = frozenset(tool_names)
+        self._metrics = metrics
 
     @property
     def name(self) -> str:
@@ -109,11 +113,21 @@ class ToolFailureMiddleware(AgentMiddleware[Any, Any, Any]):
         handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
     ) -> ToolMessage | Command[Any]:
         try:
-            return await handler(request)
-        except (JobFailure, GraphBubbleUp):
+            result = await handler(request)
+        except GraphBubbleUp:
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            self._count(request, "error")
             name = request.tool_call["name"]
-            if name not in self._names:
+            if isinstance(exc, JobFailure) or not isinstance(exc, Exception) \
+                    or name not in self._names:
                 raise
             raise ToolError(f"tool {name!r} failed: {type(exc).__name__}: {exc}") from exc
+        failed = isinstance(result, ToolMessage) and result.status == "error"
+        self._count(request, "error" if failed else "success")
+        return result
+
+    def _count(self, request: ToolCallRequest, status: str) -> None:
+        if self._metrics is not None:
+            tool = request.tool.name if request.tool is not None else "unknown"
+            self._metrics.tool_call(tool, status)

@@ -375,6 +375,5 @@ def _record(row: Mapping[str, Any]) -> JobRecord:
 
 
 def _job(data: Mapping[str, Any]) -> Job:
-    return Job(job_id=data["job_id"], trace_id=data["trace_id"],
-               agent_definition=data["agent_definition"], input_payload=data["input_payload"])
+    return Job.from_data(data)
 
