@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Usage: scripts/test-services.sh start|stop
+# Usage: scripts/test-services.sh check|start|stop
 #
 # The integration tests talk to PostgreSQL on 15433, a Redis-protocol server
 # (Dragonfly in docker-compose.test.yml) on 16380 and NATS JetStream on 14222.
 # Where nothing listens on those ports (no Docker engine), start throwaway
 # local stand-ins from the installed binaries; `stop` stops only what `start`
-# started and removes its data.
+# started and removes its data. `check` (also run by `start`) names, one line each,
+# what the machine lacks for the stand-ins it would have to start, and fails.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,14 +32,41 @@ as_postgres() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-pg_bin() {
-  local bin
-  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  if [ -z "$bin" ]; then
+pg_bin() { # TEST_POSTGRES_BIN, else Debian's newest /usr/lib/postgresql/*/bin, else PATH
+  local bin=${TEST_POSTGRES_BIN:-}
+  [ -z "$bin" ] && bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$bin" ] && [ -z "${TEST_POSTGRES_BIN:-}" ]; then
     bin=$(dirname "$(command -v initdb || command -v pg_ctl || echo /nonexistent/x)")
   fi
   [ -x "$bin/initdb" ] || { echo "test-services: PostgreSQL server binaries (initdb, pg_ctl) not found" >&2; return 1; }
   echo "$bin"
+}
+
+missing() { # what this machine lacks to start the stand-ins not already listening
+  if ! listening "$PG_PORT"; then
+    pg_bin >/dev/null 2>&1 || echo "PostgreSQL server binaries (initdb, pg_ctl in ${TEST_POSTGRES_BIN:-/usr/lib/postgresql/*/bin or on PATH}): apt-get install postgresql, or set TEST_POSTGRES_BIN to their directory, or TEST_POSTGRES_PORT to a running server (now $PG_PORT)"
+    if [ "$(id -u)" = 0 ] && ! id -u postgres >/dev/null 2>&1; then
+      echo "the 'postgres' user (as root the test server runs as postgres): apt-get install postgresql creates it, or: useradd --system postgres"
+    fi
+    if [ "$(id -u)" = 0 ] && ! command -v runuser >/dev/null; then
+      echo "runuser (util-linux), to run PostgreSQL as the postgres user"
+    fi
+  fi
+  if ! listening "$REDIS_PORT" && ! command -v redis-server >/dev/null; then
+    echo "redis-server: apt-get install redis-server, or set TEST_DRAGONFLY_PORT to a running Redis-protocol server (now $REDIS_PORT)"
+  fi
+  if ! listening "$NATS_PORT" && ! command -v nats-server >/dev/null; then
+    echo "nats-server (with JetStream): install it from https://github.com/nats-io/nats-server/releases, or set TEST_NATS_PORT to a running server (now $NATS_PORT)"
+  fi
+}
+
+check() {
+  local lacks
+  lacks=$(missing)
+  [ -z "$lacks" ] && return 0
+  echo "test-services: this machine lacks what the integration tests need:" >&2
+  while IFS= read -r line; do echo "  missing: $line" >&2; done <<<"$lacks"
+  return 1
 }
 
 start_postgres() {
@@ -95,12 +123,14 @@ stop_all() {
 }
 
 case ${1:-} in
+  check) check ;;
   start)
+    check
     mkdir -p "$STATE"
     start_postgres
     start_redis
     start_nats
     ;;
   stop) stop_all ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 check|start|stop" >&2; exit 2 ;;
 esac

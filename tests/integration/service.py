@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,10 @@ def migrate(env: Mapping[str, str]) -> None:
 
 
 class ServiceProcess:
-    def __init__(self, env: Mapping[str, str], data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, env: Mapping[str, str], data_dir: Path, port: int | None = None,
+                 args: Sequence[str] = ()) -> None:
         self.port = port or free_port()
+        self.args = list(args)
         self.data_dir = data_dir
         clean = {k: v for k, v in os.environ.items() if not k.startswith(BASE_ENV_DROP)}
         self.env = {**clean, "HOST": "127.0.0.1", "PORT": str(self.port),
@@ -48,7 +50,8 @@ class ServiceProcess:
     async def start(self, timeout: float = 60.0) -> ServiceProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "agent_executor", "serve"],
+            self.proc = subprocess.Popen([sys.executable, "-m", "agent_executor", "serve",
+                                          *self.args],
                                          env=self.env, stdout=log, stderr=log)
         async with httpx.AsyncClient() as client:
             await wait_for(lambda: self._healthy(client), timeout,

@@ -8,7 +8,11 @@ with it and how it ends:
   1), serves HTTP, the NATS consumer and the orphan reaper, and on SIGTERM or
   SIGINT stops taking work, gives in-flight jobs `SHUTDOWN_GRACE_SECONDS`, hands
   back the rest (leases released, checkpoints kept) and says how many.
-- `run` runs one job here, printing its stream; `prune` deletes old jobs.
+- `run` runs one job here, printing its stream, and asks on the terminal when the
+  job waits for a decision; Ctrl-C stops it with one line (exit 130), the job left
+  to resume. `prune` deletes old jobs.
+  (cli/run.py). `status`, `cancel`, `resume` and `retry` talk to a running service
+  (cli/remote.py) and need no configuration of their own.
 """
 
 from __future__ import annotations
@@ -21,26 +25,27 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from starlette.types import ASGIApp
 
 from agent_executor.adapters import config as cfg
-from agent_executor.adapters.cli.args import build_parser, load_job_file
-from agent_executor.adapters.cli.printer import StreamPrinter
-from agent_executor.adapters.cloudevents_codec import EventNames
+from agent_executor.adapters.cli.args import build_parser
+from agent_executor.adapters.cli.remote import COMMANDS as REMOTE_COMMANDS
+from agent_executor.adapters.cli.remote import steer
+from agent_executor.adapters.cli.run import ask_on_terminal, decide_on_terminal, run_job
 from agent_executor.adapters.http.guard import RequestGuard
 from agent_executor.adapters.http.server import ListenError, listen, serve_http
 from agent_executor.adapters.logs import configure_logging
 from agent_executor.adapters.postgres.prune import parse_duration, prune
 from agent_executor.domain.background import BackgroundJobs
-from agent_executor.domain.errors import AgentExecutorError, InvalidJob
+from agent_executor.domain.errors import AgentExecutorError
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.ports.events import EventStream
 
 logger = logging.getLogger(__name__)
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CTRL_C = 0, 1, 2, 130
 
 
 class Intake(Protocol):
@@ -68,11 +73,20 @@ OpenService = Callable[[cfg.Settings], AbstractAsyncContextManager[Service]]
 
 def main(argv: Sequence[str] | None, open_service: OpenService) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in REMOTE_COMMANDS:
+        try:
+            return steer(args, ask=ask_on_terminal)
+        except KeyboardInterrupt:
+            print(f"\nagent-executor {args.command}: stopped (Ctrl-C)", file=sys.stderr)
+            return EXIT_CTRL_C
     try:
         settings = cfg.load_settings()
     except cfg.ConfigError as exc:
         print(f"agent-executor: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    if args.command == "serve":
+        settings = replace(settings, host=settings.host if args.host is None else args.host,
+                           port=settings.port if args.port is None else args.port)
     verbose = args.command == "serve"
     configure_logging(settings.log_level if verbose else "WARNING",
                       json_lines=settings.profile == "production")
@@ -80,7 +94,9 @@ def main(argv: Sequence[str] | None, open_service: OpenService) -> int:
         if args.command == "serve":
             return asyncio.run(serve(settings, open_service))
         if args.command == "run":
-            return asyncio.run(run_job(settings, open_service, args.job, as_json=args.json))
+            decide = decide_on_terminal if sys.stdin.isatty() and args.job != "-" else None
+            return asyncio.run(run_job(settings, open_service, args.job, as_json=args.json,
+                                       decide=decide))
         return asyncio.run(prune_finished_jobs(settings, args.older_than, args.batch_size))
     except ValueError as exc:
         print(f"agent-executor: {exc}", file=sys.stderr)
@@ -89,7 +105,12 @@ def main(argv: Sequence[str] | None, open_service: OpenService) -> int:
         print(f"agent-executor: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        if args.command == "run":
+            print("\nagent-executor run: stopped (Ctrl-C); the job is left unfinished with "
+                  "its checkpoints: run the same job again to resume it", file=sys.stderr)
+        else:
+            print(f"\nagent-executor {args.command}: stopped (Ctrl-C)", file=sys.stderr)
+        return EXIT_CTRL_C
 
 
 def _announce(settings: cfg.Settings) -> None:
@@ -196,46 +217,6 @@ async def _drain(service: Service, guard: RequestGuard, grace: float, settle: fl
             logger.warning("shutdown: %s: %s", type(result).__name__, result)
     http_jobs = results[1] if isinstance(results[1], int) else 0
     return left + http_jobs
-
-
-async def run_job(settings: cfg.Settings, open_service: OpenService, path: str, *,
-                  as_json: bool) -> int:
-    """Run one job in this process, printing its stream events as they happen."""
-    try:
-        job = load_job_file(path, EventNames(settings.cloudevent_source,
-                                             settings.cloudevent_type_prefix))
-    except OSError as exc:
-        print(f"agent-executor run: cannot read {path}: {exc.strerror}", file=sys.stderr)
-        return EXIT_INVALID
-    except InvalidJob as exc:
-        extra = [d for d in exc.details if d not in exc.message]
-        print("agent-executor run: " + "; ".join([exc.message, *extra]), file=sys.stderr)
-        return EXIT_INVALID
-    printer = StreamPrinter(as_json=as_json)
-    async with open_service(settings) as service:
-        execute, events = service.execute, service.events
-        try:
-            record = await execute.claim(job, "cli")
-            if record.result is not None:
-                print(f"job {job.job_id} already {record.status}; its recorded result:",
-                      file=sys.stderr)
-                result = record.result
-                printer.summary({"status": result.status, **result.to_data()})
-            else:
-                follower = asyncio.create_task(_print_stream(events, job.job_id, record.run,
-                                                             printer))
-                result = await execute.run_claimed(job, record)
-                await asyncio.wait_for(follower, 10)
-        except AgentExecutorError as exc:
-            print(f"agent-executor run: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-    return EXIT_OK if result.status == "completed" else EXIT_FAILED
-
-
-async def _print_stream(events: EventStream, job_id: str, run: int,
-                        printer: StreamPrinter) -> None:
-    async for event in events.follow(job_id, 0, live=True, until_run=run):
-        printer(event)
 
 
 async def prune_finished_jobs(settings: cfg.Settings, older_than: str, batch_size: int) -> int:

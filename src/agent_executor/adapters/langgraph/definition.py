@@ -29,9 +29,12 @@ from agent_executor.domain.job import MAX_REPORTED
 
 PROVIDERS = ("anthropic", "ollama", "openai", "scripted")
 NODE_TYPES = ("Orchestrator", "Specialist")
-# Present on every agent already; naming them in `config.tools` is harmless.
+# What deepagents offers every agent's model already (`task`: orchestrators only), as
+# tests/unit/langgraph/test_builtin_tools.py reads it from a compiled graph; naming them
+# in `config.tools` is harmless. Its `execute` is left out: without a sandbox it is
+# never offered, and a call made anyway is refused.
 BUILTIN_TOOL_NAMES = frozenset({"write_todos", "ls", "read_file", "write_file", "edit_file",
-                                "glob", "grep", "task"})
+                                "delete", "glob", "grep", "task"})
 DECISIONS = ("approve", "edit", "reject")
 MAX_DELAY_MS = 600_000
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
