@@ -51,6 +51,7 @@ async def test_the_page_is_served_with_a_policy_that_allows_only_its_own_origin(
 
 
 @pytest.mark.parametrize(("name", "kind"), [("app.js", "text/javascript"),
+                                            ("job.js", "text/javascript"),
                                             ("style.css", "text/css")])
 async def test_each_asset_is_served_with_its_type(client: httpx.AsyncClient, name: str,
                                                   kind: str) -> None:
@@ -100,8 +101,10 @@ def test_the_page_needs_nothing_from_another_origin() -> None:
         text = (UI / name).read_text()
         assert not re.search(r"""(src|href)=["'](https?:)?//""", text), name
         assert "@import" not in text and "url(http" not in text, name
-    script = (UI / "app.js").read_text()
+    scripts = "\n".join((UI / name).read_text() for name in ASSETS if name.endswith(".js"))
     # Job content reaches the page as text only, and the stream is read with fetch so
     # the bearer token can be sent (EventSource cannot send it).
-    assert "innerHTML" not in script and "insertAdjacentHTML" not in script
-    assert "EventSource" not in script and "Last-Event-ID" in script
+    assert "innerHTML" not in scripts and "insertAdjacentHTML" not in scripts
+    assert "new EventSource" not in scripts and "Last-Event-ID" in scripts
+    imported = set(re.findall(r"from '\./([\w.]+)'", scripts))
+    assert imported <= set(ASSETS), imported - set(ASSETS)  # every module is served

@@ -17,8 +17,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 CONSOLE_PATH = "/ui"
+_SCRIPT = "text/javascript; charset=utf-8"
 ASSETS: dict[str, str] = {
-    "app.js": "text/javascript; charset=utf-8",
+    **{name: _SCRIPT for name in ("app.js", "api.js", "interrupt.js", "job.js", "sse.js",
+                                  "util.js", "views.js")},
     "style.css": "text/css; charset=utf-8",
 }
 # What BearerTokens lets through without a token: the page and its assets only.

@@ -213,7 +213,7 @@ PATHS: dict[str, Any] = {
                               "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     "/ui/{asset}": {"get": {
         "operationId": "consoleAsset",
-        "summary": "The console's script and style sheet",
+        "summary": "The console's script modules and style sheet",
         "security": _OPEN,
         "parameters": [{"name": "asset", "in": "path", "required": True,
                         "schema": {"enum": list(ASSETS)}}],
