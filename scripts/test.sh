@@ -9,6 +9,7 @@ scripts/test-services.sh check # before anything slow: say what the machine lack
 scripts/bootstrap-venv.sh dev
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy --strict"; .venv/bin/mypy
+scripts/ensure-chromium.sh  # tests/browser drive /usr/bin/chromium
 export TEST_SERVICES_DIR
 TEST_SERVICES_DIR=$(mktemp -d "${TMPDIR:-/tmp}/agent-executor-test-services.XXXXXX")
 trap 'scripts/test-services.sh stop' EXIT

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from agent_executor.adapters.cloudevents_codec import EventNames
 from agent_executor.adapters.http.app import create_app
 from agent_executor.adapters.http.auth import OPEN_PATHS, BearerTokens
+from agent_executor.adapters.http.console import CONSOLE_PATHS
 from agent_executor.adapters.http.openapi import openapi_spec
 from agent_executor.adapters.metrics import PrometheusMetrics
 from agent_executor.domain.background import BackgroundJobs
@@ -135,11 +136,11 @@ def _served(client: httpx.AsyncClient) -> set[tuple[str, str]]:
     return served
 
 
-def test_openapi_security_leaves_only_the_probes_open() -> None:
+def test_openapi_security_leaves_only_the_probes_and_the_console_page_open() -> None:
     document = openapi_spec()
     open_paths = {path for path, item in document["paths"].items()
                   for op in item.values() if op.get("security") == []}
-    assert open_paths == OPEN_PATHS
+    assert open_paths == OPEN_PATHS | {"/ui", "/ui/{asset}"}
     assert document["security"] == [{"bearer": []}]
 
 
@@ -151,13 +152,14 @@ async def test_with_tokens_every_route_but_the_probes_is_401_without_one(
         served = _served(client)
         assert len(served) >= 8
         for path, method in sorted(served):
-            url = path.replace("{job_id}", "job-1")
+            url = path.replace("{job_id}", "job-1").replace("{asset}", "app.js")
             response = await client.request(method, url)
-            if path in OPEN_PATHS:
+            if path in OPEN_PATHS or url in CONSOLE_PATHS:
                 assert response.status_code != 401, (method, path)
                 continue
             assert response.status_code == 401, (method, path, response.status_code)
             assert response.headers["www-authenticate"].startswith("Bearer")
+            assert response.headers["connection"] == "close"  # its body was not read
             body = response.json()
             assert set(body) == {"error", "details"} and body["details"]
         for header in ({"authorization": "Bearer wrong"}, {"authorization": f"Basic {TOKEN}"},

@@ -18,7 +18,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent_executor.adapters.cloudevents_codec import EventNames, read_job, result_event
-from agent_executor.adapters.http.auth import access_middleware
+from agent_executor.adapters.http.auth import OPEN_PATHS, access_middleware
+from agent_executor.adapters.http.console import CONSOLE_PATHS, console_routes
 from agent_executor.adapters.http.listing import job_query
 from agent_executor.adapters.http.openapi import openapi_document
 from agent_executor.adapters.http.sse import sse_stream
@@ -176,6 +177,7 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
+        *console_routes(),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         AgentExecutorError: _domain_error,
@@ -186,7 +188,8 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
     return Starlette(routes=routes, exception_handlers=handlers,
                      middleware=[Middleware(RequestMetrics, metrics=metrics),
                                  *access_middleware(cors_allow_origins=cors_allow_origins,
-                                                    api_tokens=api_tokens, routes=routes)])
+                                                    api_tokens=api_tokens, routes=routes,
+                                                    open_paths=OPEN_PATHS | CONSOLE_PATHS)])
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

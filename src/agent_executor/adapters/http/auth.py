@@ -77,10 +77,13 @@ class BearerTokens:
                                                             if given is not None else
                                                             "missing; send 'Bearer <token>'")]
                            }).encode()
+        # The request's body is left unread, so the connection cannot carry another
+        # request: say so, or a client reusing it (to retry with the token) races its close.
         await send({"type": "http.response.start", "status": 401,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", challenge.encode())]})
+                                (b"www-authenticate", challenge.encode()),
+                                (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
     def accepts(self, given: bytes) -> bool:

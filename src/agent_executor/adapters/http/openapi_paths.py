@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent_executor.adapters.http.console import ASSETS
 from agent_executor.domain.listing import DEFAULT_LIMIT, JOB_SOURCES, JOB_STATUSES, MAX_LIMIT
 
 _S = "#/components/schemas/"
@@ -202,6 +203,24 @@ PATHS: dict[str, Any] = {
         "security": _OPEN,
         "responses": {"200": {"description": "Prometheus text exposition format 0.0.4.",
                               "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    "/ui": {"get": {
+        "operationId": "console",
+        "summary": "The console: a web page to watch and steer jobs",
+        "description": "Static; holds no job data, so it needs no token. The page asks for "
+                       "one when the API answers 401 and sends it as a bearer token.",
+        "security": _OPEN,
+        "responses": {"200": {"description": "The page.",
+                              "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+    "/ui/{asset}": {"get": {
+        "operationId": "consoleAsset",
+        "summary": "The console's script modules and style sheet",
+        "security": _OPEN,
+        "parameters": [{"name": "asset", "in": "path", "required": True,
+                        "schema": {"enum": list(ASSETS)}}],
+        "responses": {"200": {"description": "The file.",
+                              "content": {"text/javascript": {"schema": {"type": "string"}},
+                                          "text/css": {"schema": {"type": "string"}}}},
+                      "404": _error("Not a file of the console.")}}},
     "/openapi.json": {"get": {
         "operationId": "openapi", "summary": "This document",
         "responses": {"200": {"description": "OpenAPI 3.1",
