@@ -215,3 +215,17 @@ async def test_cancelling_the_runner_stops_the_agent_before_the_lease_is_given_b
     with pytest.raises(asyncio.CancelledError):
         await task
     assert agents[0].done(), "the agent kept running after its job was stopped"
+
+
+async def test_a_retried_run_that_pauses_again_streams_its_interrupt(world: World) -> None:
+    world.runtime.pauses = [PAUSE]
+    await world.execute.execute(make_job(), "http")
+    await world.execute.cancel("job-1", "not now")
+    await world.execute.retry("job-1")
+    again = await world.execute.execute(make_job(), "http")
+    assert (again.status, again.run, again.event_id) == ("interrupted", 2,
+                                                        "job-1:interrupted:2")
+    events = world.events.events["job-1"]
+    assert [(e.event_type, e.data.get("run")) for e in events
+            if e.event_type in (INTERRUPT, END)] == [
+        (INTERRUPT, None), (END, 1), (INTERRUPT, None)]
