@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -25,6 +24,7 @@ from agent_executor.domain.errors import (
 )
 from agent_executor.domain.interrupts import Interrupt, Resume, read_decisions
 from agent_executor.domain.job import Job
+from agent_executor.domain.lease import NoBroadcast, keep_lease
 from agent_executor.domain.outbox import ResultOutbox, end_data
 from agent_executor.domain.result import AgentOutput, ErrorInfo, JobRecord, JobResult
 from agent_executor.domain.untraced import UNTRACED
@@ -70,7 +70,7 @@ class ExecuteJob:
         self.job_timeout_seconds = job_timeout_seconds
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
-        self._broadcast: CancelBroadcast = broadcast or _NoBroadcast()
+        self._broadcast: CancelBroadcast = broadcast or NoBroadcast()
         self._tracer = tracer
         self._cancel_requests: dict[str, asyncio.Event] = {}
         self.woken = asyncio.Event()
@@ -188,7 +188,8 @@ class ExecuteJob:
         cancelled = self._cancel_requests.setdefault(job.job_id, asyncio.Event())
         if record.cancel_reason is not None:
             cancelled.set()
-        renewer = asyncio.create_task(self._keep_lease(job.job_id, cancelled))
+        renewer = asyncio.create_task(keep_lease(self._ledger, job.job_id, self.owner,
+                                                 self.lease_seconds, cancelled))
         try:
             try:
                 if record.attempts_this_run > self.max_attempts:
@@ -388,39 +389,3 @@ class ExecuteJob:
         duration_ms = int((datetime.now(UTC) - started).total_seconds() * 1000)
         return JobResult.failed(job.job_id, job.trace_id, record.attempts,
                                 ErrorInfo.from_failure(failure), duration_ms)
-
-    async def _keep_lease(self, job_id: str, cancelled: asyncio.Event) -> None:
-        """Renew every third of the lease. The run must stop before the lease can
-        expire in the ledger, or another worker could take the job over while this one
-        still runs it: so each renewal, however long the ledger takes to answer, is
-        bounded by a deadline a third of a lease short of the last known expiry, and
-        missing it stops the run."""
-        interval = self.lease_seconds / 3
-        deadline = time.monotonic() + self.lease_seconds - interval
-        while True:
-            await asyncio.sleep(max(0.0, min(interval, deadline - time.monotonic())))
-            attempt = time.monotonic()
-            try:
-                async with asyncio.timeout(max(0.0, deadline - attempt)):
-                    reason = await self._ledger.renew(job_id, self.owner, self.lease_seconds)
-                deadline = attempt + self.lease_seconds - interval
-                if reason is not None:  # the broadcast was missed: the ledger knows
-                    cancelled.set()
-            except (DependencyUnavailable, TimeoutError) as exc:
-                if time.monotonic() >= deadline:
-                    raise DependencyUnavailable(
-                        f"the job's lease could not be renewed in time ({exc or 'no answer'}); "
-                        "stopping so that no other worker runs it at the same time") from exc
-                logger.warning("lease renewal failed (%s); retrying", exc,
-                               extra={"job_id": job_id})
-
-
-
-class _NoBroadcast:
-    """One process on its own: its cancels are noticed locally (`notice_cancel`)."""
-
-    async def announce(self, job_id: str) -> None:
-        return None
-
-    async def listen(self, on_cancel: Callable[[str], None]) -> None:
-        await asyncio.Event().wait()
