@@ -1,4 +1,5 @@
-"""LangGraph checkpoints in PostgreSQL: `AsyncPostgresSaver` on a pool configured here.
+"""LangGraph checkpoints in PostgreSQL: `PooledPostgresSaver` (saver.py: LangGraph's
+`AsyncPostgresSaver` without its single-connection costs) on a pool configured here.
 
 The tables come from the migrations (migrations/0002), not from `setup()`.
 """
@@ -9,13 +10,13 @@ import time
 import weakref
 from types import TracebackType
 
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from agent_executor.adapters.config import PostgresSettings
 from agent_executor.adapters.postgres.pool import quote_ident
+from agent_executor.adapters.postgres.saver import PooledPostgresSaver
 
 CheckpointPool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
@@ -95,7 +96,7 @@ class PostgresCheckpointStore:
 
     def __init__(self, pool: CheckpointPool) -> None:
         self.pool = pool
-        self.saver = AsyncPostgresSaver(pool)
+        self.saver = PooledPostgresSaver(pool)
 
     @classmethod
     async def open(cls, settings: PostgresSettings, *, max_concurrent_jobs: int,

@@ -1,0 +1,149 @@
+"""`PooledPostgresSaver` against LangGraph's own checkpoint conformance suite
+(`langgraph-checkpoint-conformance`) and against the stock `AsyncPostgresSaver` on the
+same migrated tables: either reads what the other wrote."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.base import CheckpointTuple, empty_checkpoint
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+from typing_extensions import TypedDict
+
+from agent_executor.adapters.postgres.saver import PooledPostgresSaver
+from tests.integration.conftest import PostgresDatabase
+from tests.integration.test_migrations import migrated
+
+Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
+
+
+async def _pool(db: PostgresDatabase, size: int = 4) -> Pool:
+    pool: Pool = AsyncConnectionPool(
+        db.dsn, connection_class=AsyncConnection[DictRow], min_size=1, max_size=size,
+        open=False, kwargs={"autocommit": True, "prepare_threshold": None,
+                            "row_factory": dict_row})
+    await pool.open(wait=True, timeout=30)
+    return pool
+
+
+async def test_the_conformance_suite_passes(postgres_db: PostgresDatabase) -> None:
+    await migrated(postgres_db)
+    pool = await _pool(postgres_db)
+
+    @checkpointer_test(name="PooledPostgresSaver")
+    async def pooled() -> AsyncIterator[PooledPostgresSaver]:
+        yield PooledPostgresSaver(pool)
+
+    try:
+        report = await validate(pooled)
+    finally:
+        await pool.close()
+    detected = {name: r for name, r in report.results.items() if r.detected}
+    # put, put_writes, get_tuple, list and delete_thread are the savers' base; the
+    # stock saver has prune too.
+    assert {"put", "put_writes", "get_tuple", "list", "delete_thread"} <= set(detected)
+    failures = {name: r.failures for name, r in detected.items() if not r.passed}
+    assert not failures, failures
+    assert sum(r.tests_passed for r in detected.values()) > 50
+
+
+class State(TypedDict):
+    steps: list[str]
+
+
+def _approval_graph(saver: AsyncPostgresSaver) -> Any:
+    def ask(state: State) -> dict[str, list[str]]:
+        answer = interrupt({"question": "go on?"})
+        return {"steps": [*state["steps"], f"asked:{answer}"]}
+
+    builder = StateGraph(State)
+    builder.add_node("first", lambda state: {"steps": [*state["steps"], "first"]})
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "first")
+    builder.add_edge("first", "ask")
+    builder.add_edge("ask", END)
+    return builder.compile(checkpointer=saver)
+
+
+def _same(a: CheckpointTuple | None, b: CheckpointTuple | None) -> None:
+    assert a is not None and b is not None
+    assert a.config == b.config and a.parent_config == b.parent_config
+    assert a.checkpoint == b.checkpoint and a.metadata == b.metadata
+    assert a.pending_writes == b.pending_writes
+
+
+@pytest.mark.parametrize("writer", ["pooled", "stock"])
+async def test_either_saver_reads_and_resumes_what_the_other_wrote(
+        postgres_db: PostgresDatabase, writer: str) -> None:
+    await migrated(postgres_db)
+    pool = await _pool(postgres_db)
+    try:
+        pooled, stock = PooledPostgresSaver(pool), AsyncPostgresSaver(pool)
+        first, second = (pooled, stock) if writer == "pooled" else (stock, pooled)
+        config: Any = {"configurable": {"thread_id": f"interop-{uuid.uuid4().hex}"}}
+        paused = await _approval_graph(first).ainvoke({"steps": []}, config,
+                                                      durability="sync")
+        assert "__interrupt__" in paused  # an interrupt write (a special channel) pending
+        _same(await first.aget_tuple(config), await second.aget_tuple(config))
+        assert ([c.config async for c in first.alist(config)]
+                == [c.config async for c in second.alist(config)])
+        done = await _approval_graph(second).ainvoke(Command(resume="yes"), config,
+                                                     durability="sync")
+        assert done["steps"] == ["first", "asked:yes"]
+    finally:
+        await pool.close()
+
+
+async def test_concurrent_threads_share_the_pool_without_taking_turns(
+        postgres_db: PostgresDatabase) -> None:
+    """Each call has a connection of its own: 8 threads' runs overlap on a pool of 8
+    (the stock saver's lock would run their statements one at a time)."""
+    await migrated(postgres_db)
+    pool = await _pool(postgres_db, size=8)
+    try:
+        saver = PooledPostgresSaver(pool)
+        graph = _approval_graph(saver)
+        configs: list[Any] = [{"configurable": {"thread_id": f"c-{i}-{uuid.uuid4().hex}"}}
+                              for i in range(8)]
+        await asyncio.gather(*(graph.ainvoke({"steps": []}, c, durability="sync")
+                               for c in configs))
+        results = await asyncio.gather(*(graph.ainvoke(Command(resume=str(i)), c,
+                                                       durability="sync")
+                                         for i, c in enumerate(configs)))
+        assert [r["steps"] for r in results] == [["first", f"asked:{i}"] for i in range(8)]
+        assert not saver.lock.locked()
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize("saver_class", [PooledPostgresSaver, AsyncPostgresSaver])
+async def test_duplicate_special_writes_keep_the_last_and_plain_ones_the_first(
+        postgres_db: PostgresDatabase, saver_class: type[AsyncPostgresSaver]) -> None:
+    """As the stock saver's row-by-row statements do: an upsert of a special channel
+    twice in one call keeps the last value, a plain insert of one index keeps the first."""
+    await migrated(postgres_db)
+    pool = await _pool(postgres_db)
+    try:
+        saver = saver_class(pool)
+        config: Any = {"configurable": {"thread_id": f"dup-{uuid.uuid4().hex}",
+                                        "checkpoint_ns": ""}}
+        stored = await saver.aput(config, empty_checkpoint(), {}, {})
+        await saver.aput_writes(stored, [("__error__", "one"), ("__error__", "two")], "t1")
+        await saver.aput_writes(stored, [("a", 1)], "t2")
+        await saver.aput_writes(stored, [("a", 2)], "t2")
+        saved = await saver.aget_tuple(stored)
+        assert saved is not None
+        assert sorted(saved.pending_writes or []) == [("t1", "__error__", "two"),
+                                                      ("t2", "a", 1)]
+    finally:
+        await pool.close()
