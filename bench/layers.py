@@ -134,7 +134,7 @@ async def measure(backing: Backing, shape: str, concurrency: int, jobs: int,
                              headers={"Content-Type": "application/cloudevents+json"})
             await asyncio.wait_for(done, 120)
         elif layer == "dragonfly":
-            writer = await events.writer(job_id, job.trace_id)
+            writer = await events.writer(job_id, job.trace_id, run=1)
             try:
                 await runtime.run(job, writer.emit)
             finally:
