@@ -275,3 +275,22 @@ async def test_a_result_larger_than_max_payload_is_published_truncated_not_faile
     assert record is not None and record.result is not None and record.result.output
     assert len(record.result.output.files["/big.txt"]) == 1_200_000  # whole in the ledger
     assert world.metric("nats_messages_processed_total", outcome="ack") == 1
+
+
+async def test_an_idle_fetch_holds_no_slot_that_an_http_job_needs(world: World) -> None:
+    """With one slot and nothing on the subject the consumer waits in a pull; an HTTP
+    job (which takes its slot from the same capacity) must get that slot now, not
+    after the pull's timeout; a NATS job still runs afterwards."""
+    runtime = ScriptedRuntime()
+    consumer = await world.consumer(runtime=runtime, max_concurrent=1)
+    capacity = consumer._execute.capacity  # noqa: SLF001
+
+    async def pulling() -> bool:
+        return (await world.consumer_info()).num_waiting >= 1
+    await eventually(pulling, what="the consumer's pull request to be waiting")
+    assert capacity.free == 1
+    slot = capacity.reserve()
+    assert slot is not None
+    slot.release()
+    await world.publish(structured_event(job_data()))
+    await _one_result(world)

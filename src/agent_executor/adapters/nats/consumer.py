@@ -1,8 +1,9 @@
 """`NatsJobConsumer`: jobs from the durable pull consumer that every replica shares.
 
-- Fetches only with a slot of `ExecuteJob`'s capacity reserved, one message per
-  pull, so a message never waits in this process while another replica could
-  run it; a freed slot wakes the loop.
+- Fetches only while a slot of `ExecuteJob`'s capacity is free, one message per
+  pull, so a message does not wait in this process while another replica could
+  run it; a freed slot wakes the loop. The slot is taken when a message arrives,
+  not held through the pull's wait, which would keep it from an HTTP job.
 - Each message runs as its own task in `DeliveryHandler` (decode, decide,
   settle): claim, run (or resume), the result published by `ExecuteJob` before
   the message is acked, in-progress acks while it runs, `settlement.settle`
@@ -175,14 +176,16 @@ class NatsJobConsumer:
     async def _fetch_forever(self) -> None:
         failures = 0
         while not self._stopping.is_set():
-            slot: Slot | None = None
             try:
                 if self._sub is None:
                     await self._bind()
                 elif time.monotonic() - self._checked_at > self._check_interval:
                     await self.consumer_info()  # still there (e.g. after a server restart)?
-                slot = self._execute.capacity.reserve()
-                if slot is None:
+                # Fetch only with a slot free, but do not hold it while the fetch waits
+                # (up to `fetch_timeout`): an HTTP job would wait that long for it. A job
+                # that took the slot meanwhile leaves the fetched message to wait for the
+                # next one (in-progress acks keep it), which only that race can cause.
+                if self._execute.capacity.free <= 0:
                     await self._wait_for_slot()
                     continue
                 assert self._sub is not None
@@ -198,8 +201,7 @@ class NatsJobConsumer:
                         with contextlib.suppress(DependencyUnavailable):
                             await NatsDelivery(msg).nak(None)
                     else:
-                        self._dispatch(msg, slot)
-                        slot = None
+                        self._dispatch(msg, self._execute.capacity.reserve())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -209,9 +211,6 @@ class NatsJobConsumer:
                                    type(exc).__name__, exc)
                 self._sub = None  # bind again (re-creating the consumer in `local`)
                 await self._pause(min(5.0, 0.25 * failures))
-            finally:
-                if slot is not None:
-                    slot.release()
 
     async def _wait_for_slot(self) -> None:
         """Until a slot is free or the consumer stops (a freed slot wakes it at once)."""
