@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from langchain_core.messages import ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agent_executor.adapters.langgraph.compiler import AgentCompiler
+from agent_executor.adapters.langgraph.compiler import AgentCompiler, delta_channels
 from agent_executor.adapters.langgraph.definition import parse_definition
 from agent_executor.adapters.langgraph.models import ChatModelFactory
 from agent_executor.adapters.langgraph.scripted import ScriptedChatModel
@@ -168,3 +168,23 @@ async def test_no_built_in_tool_touches_the_host(tmp_path: Path) -> None:
         "execution not available" in c.lower() for c in by_tool["execute"]), by_tool
     assert all("not found" in c.lower() for c in by_tool["delete"] + by_tool["edit_file"])
     assert [(tmp_path / n).read_text() for n in ("edit-me", "delete-me")] == ["intact"] * 2
+
+
+class CoalescingSaver(InMemorySaver):
+    """Stands in for PooledPostgresSaver: what the compiler tells it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at_once: set[str] = set()
+
+    def send_at_once(self, channels: Any) -> None:
+        self.at_once |= set(channels)
+
+
+async def test_the_compiler_names_the_delta_channels_whose_writes_cannot_wait() -> None:
+    saver = CoalescingSaver()
+    c = AgentCompiler(saver, ChatModelFactory(Keys()), ToolRegistry())
+    agent = await c.acompile(parsed(example("spec-builder")["agent_definition"]))
+    # deepagents' state keeps messages and files in delta channels (LangGraph 1.2):
+    # LangGraph stores their writes before the checkpoint that refers to them.
+    assert saver.at_once == delta_channels(agent.graph) == {"messages", "files"}

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from deepagents import SubAgent, create_deep_agent
 from langchain.agents.middleware import AgentMiddleware, TodoListMiddleware
+from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
@@ -47,6 +49,22 @@ class CompiledAgent:
     @property
     def orchestrator(self) -> str:
         return self.definition.orchestrator.name
+
+
+@runtime_checkable
+class WritesCoalescer(Protocol):
+    """A checkpointer that holds a task's writes back to store them with the checkpoint
+    after them (`PooledPostgresSaver`), except those LangGraph waits for first."""
+
+    def send_at_once(self, channels: Iterable[str]) -> None: ...
+
+
+def delta_channels(graph: Graph) -> set[str]:
+    """The graph's (and its subgraphs') delta channels: LangGraph stores their writes
+    before the checkpoint that refers to them."""
+    graphs = [graph, *(sub for _, sub in graph.get_subgraphs(recurse=True))]
+    return {name for g in graphs for name, channel in getattr(g, "channels", {}).items()
+            if isinstance(channel, DeltaChannel)}
 
 
 class AgentCompiler:
@@ -91,6 +109,8 @@ class AgentCompiler:
         return agent
 
     def _store(self, agent: CompiledAgent) -> CompiledAgent:
+        if isinstance(self._checkpointer, WritesCoalescer):
+            self._checkpointer.send_at_once(delta_channels(agent.graph))
         self._cache[agent.definition.digest] = agent
         self._cache.move_to_end(agent.definition.digest)
         while len(self._cache) > 1 and self._over_budget():  # the newest always stays

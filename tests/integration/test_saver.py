@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
 import pytest
 from langgraph.checkpoint.base import CheckpointTuple, empty_checkpoint
 from langgraph.checkpoint.conformance import checkpointer_test, validate
@@ -145,5 +146,111 @@ async def test_duplicate_special_writes_keep_the_last_and_plain_ones_the_first(
         assert saved is not None
         assert sorted(saved.pending_writes or []) == [("t1", "__error__", "two"),
                                                       ("t2", "a", 1)]
+    finally:
+        await pool.close()
+
+
+async def _pending(saver: PooledPostgresSaver, count: int) -> None:
+    """Until `count` calls' writes wait in the saver (each call is its own task)."""
+    for _ in range(1000):
+        if sum(len(p.tasks) for p in saver._pending.values()) >= count:  # noqa: SLF001
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the writes never reached the saver")
+
+
+async def test_a_tasks_writes_go_out_in_the_statement_of_the_checkpoint_after_them(
+        postgres_db: PostgresDatabase) -> None:
+    await migrated(postgres_db)
+    pool = await _pool(postgres_db)
+    try:
+        saver = PooledPostgresSaver(pool, coalesce_seconds=60)  # only the checkpoint sends
+        config: Any = {"configurable": {"thread_id": f"co-{uuid.uuid4().hex}",
+                                        "checkpoint_ns": ""}}
+        first = await saver.aput(config, empty_checkpoint(), {}, {})
+        writes = [asyncio.ensure_future(saver.aput_writes(first, [("a", 1), ("b", "x")], "t1")),
+                  asyncio.ensure_future(saver.aput_writes(first, [("__error__", "e")], "t2"))]
+        await _pending(saver, 2)
+        assert not any(w.done() for w in writes)
+        second = await saver.aput(first, empty_checkpoint(), {}, {})
+        await asyncio.wait_for(asyncio.gather(*writes), 10)
+        assert (saver.writes_sent_with_checkpoint, saver.writes_sent_alone) == (2, 0)
+        stored = await AsyncPostgresSaver(pool).aget_tuple(first)
+        assert stored is not None
+        assert sorted(stored.pending_writes or []) == [("t1", "a", 1), ("t1", "b", "x"),
+                                                       ("t2", "__error__", "e")]
+        assert (await saver.aget_tuple(second)) is not None
+    finally:
+        await pool.close()
+
+
+async def test_writes_no_checkpoint_follows_are_stored_on_their_own(
+        postgres_db: PostgresDatabase) -> None:
+    """An interrupt's writes (the run stops there) and writes to the channels LangGraph
+    waits for before its next checkpoint (delta channels) do not wait for one."""
+    await migrated(postgres_db)
+    pool = await _pool(postgres_db)
+    try:
+        saver = PooledPostgresSaver(pool, coalesce_seconds=0.05)
+        config: Any = {"configurable": {"thread_id": f"alone-{uuid.uuid4().hex}",
+                                        "checkpoint_ns": ""}}
+        first = await saver.aput(config, empty_checkpoint(), {}, {})
+        await asyncio.wait_for(saver.aput_writes(first, [("__interrupt__", "ask")], "t1"), 10)
+        assert saver.writes_sent_alone == 1
+        waiting = PooledPostgresSaver(pool, coalesce_seconds=3600)
+        waiting.send_at_once({"messages"})
+        await asyncio.wait_for(waiting.aput_writes(first, [("messages", ["hi"])], "t2"), 10)
+        assert waiting.writes_sent_alone == 1
+        stored = await saver.aget_tuple(first)
+        assert stored is not None
+        assert sorted(stored.pending_writes or []) == [("t1", "__interrupt__", "ask"),
+                                                       ("t2", "messages", ["hi"])]
+    finally:
+        await pool.close()
+
+
+async def test_the_same_task_writing_twice_keeps_its_order(
+        postgres_db: PostgresDatabase) -> None:
+    await migrated(postgres_db)
+    pool = await _pool(postgres_db)
+    try:
+        saver = PooledPostgresSaver(pool, coalesce_seconds=60)
+        config: Any = {"configurable": {"thread_id": f"twice-{uuid.uuid4().hex}",
+                                        "checkpoint_ns": ""}}
+        first = await saver.aput(config, empty_checkpoint(), {}, {})
+        one = asyncio.ensure_future(saver.aput_writes(first, [("__error__", "one")], "t1"))
+        await _pending(saver, 1)
+        two = asyncio.ensure_future(saver.aput_writes(first, [("__error__", "two")], "t1"))
+        await asyncio.wait_for(one, 10)  # sent on its own before the second call's
+        await _pending(saver, 1)
+        await saver.aput(first, empty_checkpoint(), {}, {})
+        await asyncio.wait_for(two, 10)
+        stored = await saver.aget_tuple(first)
+        assert stored is not None and stored.pending_writes == [("t1", "__error__", "two")]
+    finally:
+        await pool.close()
+
+
+async def test_a_checkpoint_that_fails_fails_the_writes_that_went_with_it(
+        postgres_db: PostgresDatabase) -> None:
+    await migrated(postgres_db)
+    pool = await _pool(postgres_db)
+    try:
+        saver = PooledPostgresSaver(pool, coalesce_seconds=60)
+        config: Any = {"configurable": {"thread_id": f"fail-{uuid.uuid4().hex}",
+                                        "checkpoint_ns": ""}}
+        first = await saver.aput(config, empty_checkpoint(), {}, {})
+        writes = asyncio.ensure_future(saver.aput_writes(first, [("a", 1)], "t1"))
+        await _pending(saver, 1)
+        async with pool.connection() as conn:  # this test's own database
+            await conn.execute("ALTER TABLE checkpoints RENAME TO checkpoints_away")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            await saver.aput(first, empty_checkpoint(), {}, {})
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            await asyncio.wait_for(writes, 10)
+        async with pool.connection() as conn:
+            await conn.execute("ALTER TABLE checkpoints_away RENAME TO checkpoints")
+            cur = await conn.execute("SELECT count(*) AS n FROM checkpoint_writes")
+            assert (await cur.fetchone()) == {"n": 0}  # one statement: nothing half-stored
     finally:
         await pool.close()
