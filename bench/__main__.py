@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.otlp_receiver import OtlpReceiver
 
-from bench.cli import run_main
+from bench.cli import concurrencies, run_main
 from bench.floor import MODES
 from bench.jobs import ROOT, shape_template, shapes
 from bench.profile import py_spy, recording
@@ -63,12 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="export the service's traces over OTLP/HTTP to a receiver in "
                              "the bench process (docs/observability.md)")
     args = parser.parse_args(argv)
-    try:
-        args.concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
-    except ValueError:
-        parser.error(f"--concurrency {args.concurrency!r}: comma-separated integers")
-    if not args.concurrencies or min(args.concurrencies) < 1:
-        parser.error("--concurrency: at least one value, each >= 1")
+    args.concurrencies = concurrencies(parser, args.concurrency)
     if args.jobs is None:
         args.jobs = SOAK_JOBS if args.soak else 200
     if args.jobs < 1:

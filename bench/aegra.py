@@ -105,13 +105,19 @@ def ensure_venv(venv: Path = VENV) -> Path:
 
 def _run(command: list[str], timeout: float) -> str:
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              env=_env_without_pythonpath())
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"{' '.join(command[:4])} ... took over {timeout:g}s") from exc
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:4])} ... failed:\n"
                            f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
     return done.stdout
+
+
+def _env_without_pythonpath() -> dict[str, str]:
+    """The environment for Aegra's pip and python: only what is installed there counts."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
 
 
 def graph_versions(python: Path | None = None) -> dict[str, str]:

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
 import sys
 from collections.abc import Coroutine
 from typing import Any
+
+
+def concurrencies(parser: argparse.ArgumentParser, text: str) -> list[int]:
+    """`--concurrency 1,8,16`: at least one value, each >= 1 (else the usage error)."""
+    try:
+        values = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        parser.error(f"--concurrency {text!r}: comma-separated integers")
+    if not values or min(values) < 1:
+        parser.error("--concurrency: at least one value, each >= 1")
+    return values
 
 
 class Terminated(Exception):

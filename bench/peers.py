@@ -45,7 +45,7 @@ from bench.aegra import (
     write_config,
 )
 from bench.aegra_graph import GRAPH_ID, SHAPE
-from bench.cli import run_main
+from bench.cli import concurrencies, run_main
 from bench.jobs import final_answer, job_data, shape_template, structured_event
 from bench.peer_report import (
     AEGRA_STREAM,
@@ -98,12 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--venv", type=Path, default=VENV,
                         help=f"Aegra's virtual environment (default {VENV})")
     args = parser.parse_args(argv)
-    try:
-        args.concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
-    except ValueError:
-        parser.error(f"--concurrency {args.concurrency!r}: comma-separated integers")
-    if not args.concurrencies or min(args.concurrencies) < 1:
-        parser.error("--concurrency: at least one value, each >= 1")
+    args.concurrencies = concurrencies(parser, args.concurrency)
     if args.jobs < 1 or args.repeats < 1 or args.serve_extra_slots < 0:
         parser.error("--jobs and --repeats must be >= 1, --serve-extra-slots >= 0")
     args.sides = [OURS] + {"wait": [AEGRA_WAIT], "stream": [AEGRA_STREAM],

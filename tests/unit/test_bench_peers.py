@@ -4,6 +4,7 @@ installed here: the bench makes its own environment.)"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from bench.aegra import (
     STAMP,
     lock_constraints,
@@ -21,6 +23,7 @@ from bench.aegra import (
     version_mismatches,
 )
 from bench.aegra_graph import SHAPE, graph
+from bench.cli import concurrencies
 from bench.jobs import NoModelKeys, final_answer, shape_template
 from bench.peer_report import (
     AEGRA_STREAM,
@@ -151,3 +154,11 @@ def test_medians_and_paired_ratios_over_repeats() -> None:
     ratio_lines = ratio_table(ratios(runs)).splitlines()
     assert "2.00 (1.50-2.00)" in ratio_lines[-1] and "Aegra runs/wait" in ratio_lines[-1]
     assert ratio_lines[-2].split()[-2:] == ["3.00", "0.40"]  # one repeat: no range
+
+
+def test_concurrencies_parse_or_stop_with_the_usage() -> None:
+    parser = argparse.ArgumentParser()
+    assert concurrencies(parser, "1, 8,16") == [1, 8, 16]
+    for bad in ("x", "", "0,8"):
+        with pytest.raises(SystemExit):
+            concurrencies(parser, bad)
