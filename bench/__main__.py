@@ -15,6 +15,7 @@ from typing import Any
 
 from tests.otlp_receiver import OtlpReceiver
 
+from bench.cli import concurrencies, run_main
 from bench.floor import MODES
 from bench.jobs import ROOT, shape_template, shapes
 from bench.profile import py_spy, recording
@@ -62,12 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="export the service's traces over OTLP/HTTP to a receiver in "
                              "the bench process (docs/observability.md)")
     args = parser.parse_args(argv)
-    try:
-        args.concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
-    except ValueError:
-        parser.error(f"--concurrency {args.concurrency!r}: comma-separated integers")
-    if not args.concurrencies or min(args.concurrencies) < 1:
-        parser.error("--concurrency: at least one value, each >= 1")
+    args.concurrencies = concurrencies(parser, args.concurrency)
     if args.jobs is None:
         args.jobs = SOAK_JOBS if args.soak else 200
     if args.jobs < 1:
@@ -276,17 +272,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="bench: %(message)s")
-    # the adapters this process borrows (stream creation) log as if they were the service
-    logging.getLogger("agent_executor").setLevel(logging.ERROR)
-    try:
-        return asyncio.run(main_async(args))
-    except KeyboardInterrupt:
-        return 130
-    except (RuntimeError, TimeoutError, OSError) as exc:
-        print(f"bench: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    return run_main(main_async(parse_args(argv)), "bench")
 
 
 if __name__ == "__main__":

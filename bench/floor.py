@@ -42,22 +42,13 @@ from agent_executor.adapters.langgraph.models import ChatModelFactory
 from agent_executor.adapters.langgraph.stream import STREAM_MODES
 from agent_executor.adapters.langgraph.tools import ToolRegistry
 from agent_executor.adapters.postgres.checkpointer import pool_sizes
-from bench.jobs import shape_template
+from bench.jobs import NoModelKeys, shape_template
 from bench.profile import recording
 from bench.report import Measurement, Progress
 from bench.servers import busy_share, machine_busy_seconds, sample_process
 from bench.service import closed_loop
 
 MODES = ("invoke", "stream")
-
-
-class _NoKeys:
-    openai_api_key: str | None = None
-    openai_base_url: str | None = None
-    anthropic_api_key: str | None = None
-    model_timeout_seconds: float = 120.0
-    model_max_retries: int = 2
-    model_allowed_base_urls: tuple[str, ...] = ()
 
 
 async def measure(postgres: PostgresSettings, shape: str, jobs: int, concurrency: int,
@@ -73,7 +64,7 @@ async def measure(postgres: PostgresSettings, shape: str, jobs: int, concurrency
         saver = AsyncPostgresSaver(pool)
         registry = ToolRegistry.load()
         template = shape_template(shape)
-        compiler = AgentCompiler(saver, ChatModelFactory(_NoKeys()), registry)
+        compiler = AgentCompiler(saver, ChatModelFactory(NoModelKeys()), registry)
         agent = await compiler.acompile(parse_definition(template["agent_definition"],
                                                          registry.names()))
         graph = agent.graph

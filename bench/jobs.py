@@ -14,6 +14,17 @@ SHAPES = ("single", "team")
 EXECUTE_TYPE = "dev.my-platform.agent.execute"
 
 
+class NoModelKeys:
+    """Provider settings with no keys: the scripted model needs none."""
+
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    anthropic_api_key: str | None = None
+    model_timeout_seconds: float = 120.0
+    model_max_retries: int = 2
+    model_allowed_base_urls: tuple[str, ...] = ()
+
+
 def _without_delay(definition: dict[str, Any]) -> dict[str, Any]:
     for node in definition["nodes"]:
         node["config"]["model"]["delay_ms"] = 0
@@ -37,6 +48,13 @@ def shape_template(shape: str) -> dict[str, Any]:
         raise ValueError(f"unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
     _without_delay(data["agent_definition"])
     return data
+
+
+def final_answer(template: dict[str, Any]) -> str:
+    """The orchestrator's last scripted answer: the job's output when it ran to the end."""
+    node = template["agent_definition"]["nodes"][0]
+    answer: str = node["config"]["model"]["responses"][-1]["content"]
+    return answer
 
 
 def shapes(choice: str) -> list[str]:

@@ -96,7 +96,7 @@ class Progress:
         self.stream.flush()
 
 
-def _fmt(value: float | None, digits: int = 1) -> str:
+def fmt(value: float | None, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}"
@@ -110,22 +110,27 @@ def table(rows: Sequence[Mapping[str, Any]]) -> str:
     header += ["ratio vs stream"] if streamed else []
     header += ["svc p50", "svc p95", "svc p99", "floor p99", "+p99 ms", "1st event p50",
                "svc RSS peak MB", "floor RSS MB"]
-    lines = [tuple(header)]
+    lines: list[Sequence[str]] = [tuple(header)]
     for row in rows:
         svc, floor = row["service"], row.get("floor")
-        cells = [row["shape"], str(row["concurrency"]), _fmt(svc["jobs_per_second"]),
-                 _fmt(floor["jobs_per_second"] if floor else None),
-                 _fmt(_ratio(svc, floor), 2)]
+        cells = [row["shape"], str(row["concurrency"]), fmt(svc["jobs_per_second"]),
+                 fmt(floor["jobs_per_second"] if floor else None),
+                 fmt(_ratio(svc, floor), 2)]
         if streamed:
-            cells.append(_fmt(_ratio(svc, row.get("floor_stream")), 2))
-        cells += [_fmt(svc["latency_p50_ms"]), _fmt(svc["latency_p95_ms"]),
-                  _fmt(svc["latency_p99_ms"]),
-                  _fmt(floor["latency_p99_ms"] if floor else None),
-                  _fmt(svc["latency_p99_ms"] - floor["latency_p99_ms"] if floor else None),
-                  _fmt(svc["first_event_p50_ms"]), _fmt(svc["rss_peak_mb"], 0),
-                  _fmt(floor["rss_peak_mb"] if floor else None, 0)]
+            cells.append(fmt(_ratio(svc, row.get("floor_stream")), 2))
+        cells += [fmt(svc["latency_p50_ms"]), fmt(svc["latency_p95_ms"]),
+                  fmt(svc["latency_p99_ms"]),
+                  fmt(floor["latency_p99_ms"] if floor else None),
+                  fmt(svc["latency_p99_ms"] - floor["latency_p99_ms"] if floor else None),
+                  fmt(svc["first_event_p50_ms"]), fmt(svc["rss_peak_mb"], 0),
+                  fmt(floor["rss_peak_mb"] if floor else None, 0)]
         lines.append(tuple(cells))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return aligned(lines)
+
+
+def aligned(lines: Sequence[Sequence[str]]) -> str:
+    """A header line and rows as right-aligned columns, a rule under the header."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     out = ["  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True))
            for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))

@@ -230,3 +230,40 @@ def _cpu_ticks(path: str) -> tuple[int, int]:
         # the fields after the command name (which may hold spaces) start at `state`
         after = stat.read().rsplit(")", 1)[1].split()
     return int(after[11]), int(after[12])
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and every live process under it (from /proc/<pid>/task/*/children)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{current}/task/{tid}/children") as children:
+                    todo.extend(int(child) for child in children.read().split())
+            except FileNotFoundError:
+                pass
+    return found
+
+
+def sample_tree(pid: int) -> ProcessSample:
+    """`sample_process` summed over `pid`'s process tree (a server with worker processes
+    counts them all); the main thread is `pid`'s."""
+    samples = []
+    for member in descendants(pid):
+        try:
+            samples.append(sample_process(member))
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # exited between the listing and the reading
+    if not samples:
+        raise RuntimeError(f"process {pid} is gone")
+    return ProcessSample(sum(s.rss_mb for s in samples), sum(s.hwm_mb for s in samples),
+                         sum(s.user_seconds for s in samples),
+                         sum(s.system_seconds for s in samples),
+                         samples[0].main_thread_seconds)

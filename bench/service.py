@@ -44,14 +44,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class ServeProcess:
-    """`python -m agent_executor serve`, production profile, its log in `log`."""
+class ServerProcess:
+    """A server subprocess on `port` (free when chosen), its output in `log`; ready once
+    `GET {ready_path}` answers 200. `stop` is SIGTERM, then SIGKILL."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
+    name = "server"
+
+    def __init__(self, command: list[str], env: dict[str, str], log: Path, port: int, *,
+                 cwd: Path = ROOT, ready_path: str = "/ready") -> None:
+        self.command = command
         clean = {k: v for k, v in os.environ.items() if not k.startswith(DROP_ENV)}
-        self.env = {**clean, "HOST": "127.0.0.1", "PORT": str(self.port), **env}
+        self.env = {**clean, **env}
         self.log = log
+        self.port = port
+        self.cwd = cwd
+        self.ready_path = ready_path
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,10 +66,14 @@ class ServeProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     async def start(self, timeout: float = 90.0) -> None:
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "agent_executor", "serve"],
-                                         env=self.env, stdout=log, stderr=log, cwd=ROOT)
+            self.proc = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=log,
+                                         cwd=self.cwd)
         try:
             await self._wait_ready(timeout)
         except BaseException:
@@ -75,13 +86,15 @@ class ServeProcess:
         async with httpx.AsyncClient() as client:
             while True:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"serve exited {self.proc.returncode}:\n{self.tail()}")
+                    raise RuntimeError(
+                        f"{self.name} exited {self.proc.returncode}:\n{self.tail()}")
                 with contextlib.suppress(httpx.TransportError):
-                    answer = await client.get(f"http://127.0.0.1:{self.port}/ready", timeout=2)
+                    answer = await client.get(f"{self.url}{self.ready_path}", timeout=2)
                     if answer.status_code == 200:
                         return
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"serve not ready within {timeout:g}s:\n{self.tail()}")
+                    raise RuntimeError(
+                        f"{self.name} not ready within {timeout:g}s:\n{self.tail()}")
                 await asyncio.sleep(0.1)
 
     async def stop(self, timeout: float = 40.0) -> int | None:
@@ -97,6 +110,17 @@ class ServeProcess:
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+class ServeProcess(ServerProcess):
+    """`python -m agent_executor serve`, production profile, its log in `log`."""
+
+    name = "serve"
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        port = free_port()
+        super().__init__([sys.executable, "-m", "agent_executor", "serve"],
+                         {"HOST": "127.0.0.1", "PORT": str(port), **env}, log, port)
 
 
 async def closed_loop(count: int, concurrency: int,
