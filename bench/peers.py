@@ -86,9 +86,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Aegra's runs/wait, runs/stream or both (default both)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="unmeasured jobs before each measurement (default 2*C, min 8)")
-    parser.add_argument("--serve-extra-slots", type=int, default=1, metavar="N",
-                        help="serve's MAX_CONCURRENT_JOBS is C+N (default 1: the slot its "
-                             "idle NATS fetch holds)")
     parser.add_argument("--output", type=Path, help="write every number as JSON here")
     parser.add_argument("--job-timeout", type=float, default=120.0,
                         help="seconds one job may take before the run is aborted")
@@ -99,8 +96,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"Aegra's virtual environment (default {VENV})")
     args = parser.parse_args(argv)
     args.concurrencies = concurrencies(parser, args.concurrency)
-    if args.jobs < 1 or args.repeats < 1 or args.serve_extra_slots < 0:
-        parser.error("--jobs and --repeats must be >= 1, --serve-extra-slots >= 0")
+    if args.jobs < 1 or args.repeats < 1:
+        parser.error("--jobs and --repeats must be >= 1")
     args.sides = [OURS] + {"wait": [AEGRA_WAIT], "stream": [AEGRA_STREAM],
                            "both": [AEGRA_WAIT, AEGRA_STREAM]}[args.aegra]
     return args
@@ -171,11 +168,7 @@ class Peers:
     def server(self, side: str, concurrency: int, repeat: int) -> ServerProcess:
         log = self.workdir / f"{side}-c{concurrency}-r{repeat}.log"
         if side == OURS:
-            # The NATS fetch loop holds a slot while it long-polls the (here empty)
-            # intake, so MAX_CONCURRENT_JOBS=C would run C-1 HTTP jobs at once and
-            # keep the C-th waiting up to the fetch timeout (2 s).
-            slots = concurrency + self.args.serve_extra_slots
-            env = {**self.backing.service_env(), "MAX_CONCURRENT_JOBS": str(slots)}
+            env = {**self.backing.service_env(), "MAX_CONCURRENT_JOBS": str(concurrency)}
             return ServeProcess(env, log)
         return AegraProcess(self.python, self.config, self.database, concurrency, log)
 
