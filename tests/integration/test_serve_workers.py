@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -105,11 +106,17 @@ def alive(pid: int) -> bool:
 
 
 def stop_everything(service: ServiceProcess) -> None:
-    """Cleanup: the workers first (SIGKILL), then the supervisor."""
-    if service.proc is not None and service.proc.poll() is None:
+    """Cleanup: SIGTERM, so the supervisor removes its metrics directory; if it has
+    not exited within a bound, SIGKILL to the workers, then the supervisor."""
+    if service.proc is None or service.proc.poll() is not None:
+        return
+    service.proc.send_signal(signal.SIGTERM)
+    try:
+        service.proc.wait(60)
+    except subprocess.TimeoutExpired:
         for pid in worker_pids(service):
             os.kill(pid, signal.SIGKILL)
-    service.kill()
+        service.kill()
 
 
 def new_job(delay_ms: int = 0, prefix: str = "wk") -> dict[str, Any]:
