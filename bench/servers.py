@@ -225,6 +225,41 @@ def sample_process(pid: int) -> ProcessSample:
                          user / ticks, system / ticks, main / ticks)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (a supervisor's workers, their helpers)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as children:
+                    kids = [int(c) for c in children.read().split()]
+            except FileNotFoundError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def sample_tree(pid: int) -> ProcessSample:
+    """`sample_process` summed over `pid` and its descendants (with `WORKERS` > 1 the
+    supervisor and every worker; their RSS and peaks added up): a child that exits
+    between two samples takes its CPU time with it, so keep them alive meanwhile."""
+    samples = [sample_process(pid)]
+    for child in descendants(pid):
+        try:
+            samples.append(sample_process(child))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return ProcessSample(*(sum(getattr(s, name) for s in samples) for name in (
+        "rss_mb", "hwm_mb", "user_seconds", "system_seconds", "main_thread_seconds")))
+
+
 def _cpu_ticks(path: str) -> tuple[int, int]:
     with open(path) as stat:
         # the fields after the command name (which may hold spaces) start at `state`
