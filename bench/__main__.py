@@ -66,18 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="export the service's traces over OTLP/HTTP to a receiver in "
                              "the bench process (docs/observability.md)")
     args = parser.parse_args(argv)
-    try:
-        args.concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
-    except ValueError:
-        parser.error(f"--concurrency {args.concurrency!r}: comma-separated integers")
-    if not args.concurrencies or min(args.concurrencies) < 1:
-        parser.error("--concurrency: at least one value, each >= 1")
-    try:
-        args.worker_counts = [int(w) for w in args.workers.split(",") if w.strip()]
-    except ValueError:
-        parser.error(f"--workers {args.workers!r}: comma-separated integers")
-    if not args.worker_counts or min(args.worker_counts) < 1:
-        parser.error("--workers: at least one value, each >= 1")
+    args.concurrencies = _positive_ints(parser, "--concurrency", args.concurrency)
+    args.worker_counts = _positive_ints(parser, "--workers", args.workers)
     if args.jobs is None:
         args.jobs = SOAK_JOBS if args.soak else 200
     if args.jobs < 1:
@@ -88,6 +78,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.profile is not None and py_spy() is None:
         parser.error("--profile needs py-spy (pip install py-spy)")
     return args
+
+
+def _positive_ints(parser: argparse.ArgumentParser, option: str, raw: str) -> list[int]:
+    try:
+        values = [int(v) for v in raw.split(",") if v.strip()]
+    except ValueError:
+        parser.error(f"{option} {raw!r}: comma-separated integers")
+    if not values or min(values) < 1:
+        parser.error(f"{option}: at least one value, each >= 1")
+    return values
 
 
 def _warmup(args: argparse.Namespace, concurrency: int) -> int:
