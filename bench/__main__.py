@@ -20,7 +20,7 @@ from bench.floor import MODES
 from bench.jobs import ROOT, shape_template, shapes
 from bench.profile import py_spy, recording
 from bench.report import Measurement, table
-from bench.servers import Backing, backing_servers, sample_process
+from bench.servers import Backing, backing_servers, sample_tree
 from bench.service import NatsDriver, ServeProcess
 
 logger = logging.getLogger("bench")
@@ -39,6 +39,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,16",
                         help="comma-separated MAX_CONCURRENT_JOBS values (default 1,16; "
                              "--soak uses the last)")
+    parser.add_argument("--workers", default="1",
+                        help="comma-separated WORKERS values (default 1): the service runs "
+                             "each with MAX_CONCURRENT_JOBS = concurrency / workers per "
+                             "worker (rounded up), so the pod holds C jobs either way")
     parser.add_argument("--shape", choices=("single", "team", "both"), default="both")
     parser.add_argument("--floor", choices=(*MODES, "both", "none"), default="invoke",
                         help="floor to compare with (default invoke)")
@@ -64,6 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "the bench process (docs/observability.md)")
     args = parser.parse_args(argv)
     args.concurrencies = concurrencies(parser, args.concurrency)
+    args.worker_counts = concurrencies(parser, args.workers, option="--workers")
     if args.jobs is None:
         args.jobs = SOAK_JOBS if args.soak else 200
     if args.jobs < 1:
@@ -83,7 +88,8 @@ def _warmup(args: argparse.Namespace, concurrency: int) -> int:
 def _budget(args: argparse.Namespace) -> float:
     if args.timeout is not None:
         return float(args.timeout)
-    runs: int = len(args.concurrencies) * len(shapes(args.shape)) * (1 if args.soak else 3)
+    runs: int = (len(args.concurrencies) * len(shapes(args.shape))
+                 * (len(args.worker_counts) + (0 if args.soak else 2)))
     jobs: int = args.jobs
     return 300.0 + runs * (jobs + 40) * 0.5  # generous: 2 jobs/s would still finish
 
@@ -99,29 +105,37 @@ class Bench:
 
     async def run(self) -> None:
         for concurrency in self.args.concurrencies:
-            services = await self.service(concurrency)
-            for shape in shapes(self.args.shape):
-                row: dict[str, Any] = {"shape": shape, "concurrency": concurrency,
-                                       "service": services[shape].summary()}
-                for mode in self._floor_modes():
-                    floor = await self.floor(shape, concurrency, mode)
-                    row.setdefault("floor", floor.summary())
-                    row[f"floor_{mode}"] = floor.summary()
-                self.rows.append(row)
+            floors: dict[tuple[str, str], dict[str, Any]] = {}  # one per shape, any workers
+            for workers in self.args.worker_counts:
+                services = await self.service(concurrency, workers)
+                for shape in shapes(self.args.shape):
+                    row: dict[str, Any] = {"shape": shape, "concurrency": concurrency,
+                                           "workers": workers,
+                                           "service": services[shape].summary()}
+                    for mode in self._floor_modes():
+                        if (shape, mode) not in floors:
+                            floors[shape, mode] = (
+                                await self.floor(shape, concurrency, mode)).summary()
+                        row.setdefault("floor", floors[shape, mode])
+                        row[f"floor_{mode}"] = floors[shape, mode]
+                    self.rows.append(row)
 
     def _floor_modes(self) -> list[str]:
         if self.args.soak or self.args.floor == "none":
             return []
         return list(MODES) if self.args.floor == "both" else [self.args.floor]
 
-    async def service(self, concurrency: int) -> dict[str, Measurement]:
-        env = {**self.backing.service_env(), "MAX_CONCURRENT_JOBS": str(concurrency)}
+    async def service(self, concurrency: int, workers: int) -> dict[str, Measurement]:
+        per_worker = -(-concurrency // workers)  # the pod holds C jobs, whatever W
+        env = {**self.backing.service_env(), "MAX_CONCURRENT_JOBS": str(per_worker),
+               "WORKERS": str(workers)}
         if self.otlp_endpoint is not None:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.otlp_endpoint
         if self.args.service_src is not None:
             path = [str(self.args.service_src.resolve()), os.environ.get("PYTHONPATH", "")]
             env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
-        serve = ServeProcess(env, self.workdir / f"serve-c{concurrency}.log")
+        run = f"c{concurrency}" + (f"-w{workers}" if workers > 1 else "")
+        serve = ServeProcess(env, self.workdir / f"serve-{run}.log")
         driver = NatsDriver(self.backing, self.args.job_timeout)
         results: dict[str, Measurement] = {}
         await serve.start()
@@ -129,13 +143,14 @@ class Bench:
             await driver.start()
             for shape in shapes(self.args.shape):
                 template = shape_template(shape)
-                prefix = f"{self.backing.job_prefix}svc-{shape}-c{concurrency}-"
+                prefix = f"{self.backing.job_prefix}svc-{shape}-{run}-"
+                at = f"C={concurrency}" + (f" W={workers}" if workers > 1 else "")
                 warm = [f"{prefix}warmup-{i}" for i in range(_warmup(self.args, concurrency))]
-                await driver.measure(f"warm-up {shape} C={concurrency}", shape, template, warm,
+                await driver.measure(f"warm-up {shape} {at}", shape, template, warm,
                                      concurrency, serve.pid)
                 ids = [f"{prefix}{i}" for i in range(self.args.jobs)]
-                label = f"service {shape} C={concurrency}"
-                with recording(serve.pid, self._profile_file(f"serve-{shape}-c{concurrency}")):
+                label = f"service {shape} {at}"
+                with recording(serve.pid, self._profile_file(f"serve-{shape}-{run}")):
                     results[shape] = await driver.measure(
                         label, shape, template, ids, concurrency, serve.pid,
                         every=self._soak_sampler(serve.pid) if self.args.soak else None)
@@ -154,12 +169,12 @@ class Bench:
 
     def _soak_sampler(self, pid: int) -> Any:
         started = time.perf_counter()
-        last = {"jobs": 0, "at": started, "cpu": sample_process(pid).cpu_seconds}
+        last = {"jobs": 0, "at": started, "cpu": sample_tree(pid).cpu_seconds}
 
         def every(done: int) -> None:
             if done % SOAK_EVERY:
                 return
-            sample = sample_process(pid)
+            sample = sample_tree(pid)
             now = time.perf_counter()
             elapsed = now - started
             window = done - last["jobs"]
@@ -215,6 +230,7 @@ class Bench:
 
     def report(self) -> dict[str, Any]:
         return {"jobs": self.args.jobs, "concurrency": self.args.concurrencies,
+                "workers": self.args.worker_counts,
                 "shape": self.args.shape, "soak": self.soak, "rows": self.rows,
                 "cpus": os.cpu_count(), "python": sys.version.split()[0],
                 "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -236,7 +252,9 @@ def _print(bench: Bench) -> None:
         print(table(bench.rows))
         print("\nCPU per job (user+system; of which system, of which the main thread):")
         for row in bench.rows:
-            line = f"  {row['shape']} C={row['concurrency']}: service {_cpu(row['service'])}"
+            at = f"C={row['concurrency']}" + (f" W={row['workers']}" if row["workers"] > 1
+                                              else "")
+            line = f"  {row['shape']} {at}: service {_cpu(row['service'])}"
             for mode in MODES:
                 floor = row.get(f"floor_{mode}")
                 if floor:

@@ -11,14 +11,16 @@ from collections.abc import Coroutine
 from typing import Any
 
 
-def concurrencies(parser: argparse.ArgumentParser, text: str) -> list[int]:
-    """`--concurrency 1,8,16`: at least one value, each >= 1 (else the usage error)."""
+def concurrencies(parser: argparse.ArgumentParser, text: str,
+                  option: str = "--concurrency") -> list[int]:
+    """`--concurrency 1,8,16` (or `--workers 1,2`): at least one value, each >= 1 (else
+    the usage error)."""
     try:
         values = [int(c) for c in text.split(",") if c.strip()]
     except ValueError:
-        parser.error(f"--concurrency {text!r}: comma-separated integers")
+        parser.error(f"{option} {text!r}: comma-separated integers")
     if not values or min(values) < 1:
-        parser.error("--concurrency: at least one value, each >= 1")
+        parser.error(f"{option}: at least one value, each >= 1")
     return values
 
 

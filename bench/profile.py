@@ -27,9 +27,10 @@ def py_spy() -> str | None:
 
 @contextlib.contextmanager
 def recording(pid: int, out: Path | None, rate: int = 200) -> Iterator[None]:
-    """Sample `pid` with py-spy into `out` (speedscope JSON) while the block runs;
-    nothing when `out` is None. `--nonblocking`: the target is never paused;
-    `--gil`: only the thread holding the GIL is sampled, so time is CPU, not waits."""
+    """Sample `pid` (and its worker processes) with py-spy into `out` (speedscope
+    JSON) while the block runs; nothing when `out` is None. `--nonblocking`: the
+    target is never paused; `--gil`: only the thread holding the GIL is sampled, so
+    time is CPU, not waits."""
     binary = py_spy()
     if out is None or binary is None:
         yield
@@ -37,7 +38,7 @@ def recording(pid: int, out: Path | None, rate: int = 200) -> Iterator[None]:
     out.parent.mkdir(parents=True, exist_ok=True)
     spy = subprocess.Popen([binary, "record", "--pid", str(pid), "--rate", str(rate),
                             "--format", "speedscope", "--output", str(out), "--nonblocking",
-                            "--gil"],
+                            "--gil", "--subprocesses"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield

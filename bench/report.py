@@ -103,17 +103,20 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 
 def table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """One line per (shape, concurrency): service against the floor (the first floor
-    measured; with both, also the throughput ratio against the streaming floor)."""
+    """One line per (shape, concurrency, workers): service against the floor (the
+    first floor measured; with both, also the throughput ratio against the streaming
+    floor)."""
     streamed = any(row.get("floor_stream") and row.get("floor_invoke") for row in rows)
-    header = ["shape", "C", "svc jobs/s", "floor jobs/s", "ratio"]
+    workers = any(row.get("workers", 1) > 1 for row in rows)
+    header = ["shape", "C", *(["W"] if workers else []), "svc jobs/s", "floor jobs/s", "ratio"]
     header += ["ratio vs stream"] if streamed else []
     header += ["svc p50", "svc p95", "svc p99", "floor p99", "+p99 ms", "1st event p50",
                "svc RSS peak MB", "floor RSS MB"]
     lines: list[Sequence[str]] = [tuple(header)]
     for row in rows:
         svc, floor = row["service"], row.get("floor")
-        cells = [row["shape"], str(row["concurrency"]), fmt(svc["jobs_per_second"]),
+        cells = [row["shape"], str(row["concurrency"]),
+                 *([str(row.get("workers", 1))] if workers else []), fmt(svc["jobs_per_second"]),
                  fmt(floor["jobs_per_second"] if floor else None),
                  fmt(_ratio(svc, floor), 2)]
         if streamed:

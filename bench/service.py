@@ -32,6 +32,7 @@ from bench.servers import (
     busy_share,
     machine_busy_seconds,
     sample_process,
+    sample_tree,
 )
 
 DROP_ENV = ("POSTGRES_", "DRAGONFLY_", "NATS_", "AGENT_EXECUTOR_", "OPENAI_", "ANTHROPIC_")
@@ -240,7 +241,7 @@ class NatsDriver:
             if every is not None:
                 every(len(latencies))
 
-        before, client = sample_process(pid), sample_process(os.getpid())
+        before, client = sample_tree(pid), sample_process(os.getpid())
         busy = machine_busy_seconds()
         try:
             seconds = await closed_loop(len(job_ids), concurrency, run_one)
@@ -252,7 +253,7 @@ class NatsDriver:
             if bar is not None:
                 bar.close()
             await firsts.close()
-        after, client_after = sample_process(pid), sample_process(os.getpid())
+        after, client_after = sample_tree(pid), sample_process(os.getpid())
         busy_after = machine_busy_seconds()
         first_ms = [(firsts.first[j] - sent[j]) * 1000 for j in job_ids if j in firsts.first]
         return Measurement("service", shape, concurrency, len(job_ids), seconds, latencies,

@@ -41,6 +41,7 @@ from agent_executor.adapters.metrics import PrometheusMetrics
 from agent_executor.adapters.postgres.checkpointer import PostgresCheckpointStore
 from agent_executor.adapters.postgres.ledger import PostgresJobLedger
 from agent_executor.adapters.postgres.probe import PostgresReadinessProbe
+from agent_executor.adapters.workers.board import WorkerSlot, WorkersReadinessProbe
 from agent_executor.domain.background import BackgroundJobs
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.domain.health import ProbeResult
@@ -208,6 +209,17 @@ def _probes(settings: cfg.Settings, ledger: JobLedger, events: EventStream, nats
     return probes
 
 
+def _app_probes(probes: list[ReadinessProbe], worker: WorkerSlot | None) -> list[ReadinessProbe]:
+    """`/ready`'s checks: this process's own, and with workers every other worker's."""
+    if worker is None:
+        return probes
+    return [*probes, WorkersReadinessProbe(worker.board, worker.index)]
+
+
+def _metrics(worker: WorkerSlot | None) -> PrometheusMetrics:
+    return PrometheusMetrics(multiprocess_dir=None if worker is None else worker.metrics_dir)
+
+
 class _HttpOnlyProbe:
     """NATS not configured (local profile): jobs come over HTTP only."""
 
@@ -223,7 +235,9 @@ def _owner() -> str:
 
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=cfg.Settings)
-    metrics = providers.Singleton(PrometheusMetrics)
+    # a WorkerSlot when this process is one of the supervisor's (WORKERS > 1)
+    worker: providers.Object[WorkerSlot | None] = providers.Object(None)
+    metrics = providers.Singleton(_metrics, worker)
     names = providers.Singleton(EventNames, source=settings.provided.cloudevent_source,
                                 type_prefix=settings.provided.cloudevent_type_prefix)
     tracing = providers.Resource(_tracing, settings)
@@ -246,7 +260,7 @@ class Container(containers.DeclarativeContainer):
     probes = providers.Singleton(_probes, settings, ledger, events, nats, consumer)
     app = providers.Singleton(
         create_app, execute=execute, background=background, ledger=ledger, events=events,
-        probes=probes, metrics=metrics, names=names,
+        probes=providers.Singleton(_app_probes, probes, worker), metrics=metrics, names=names,
         max_event_bytes=settings.provided.max_event_bytes,
         cors_allow_origins=settings.provided.cors_allow_origins,
         api_tokens=settings.provided.api_tokens)
@@ -291,14 +305,16 @@ async def _close(provider: Any) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_service(settings: cfg.Settings) -> AsyncIterator[process.Service]:
-    """The container with its resources open, as the process lifecycles use it."""
-    container = Container(settings=settings)
+async def open_service(settings: cfg.Settings,
+                       worker: WorkerSlot | None = None) -> AsyncIterator[process.Service]:
+    """The container with its resources open, as the process lifecycles use it;
+    `worker` when this process is one of the supervisor's (`WORKERS` > 1)."""
+    container = Container(settings=settings, worker=worker)
     async with open_resources(container, RESOURCE_ORDER):
         yield process.Service(
             app=await _get(container.app), background=await _get(container.background),
             consumer=await _get(container.consumer), execute=await _get(container.execute),
-            events=await _get(container.events))
+            events=await _get(container.events), probes=await _get(container.probes))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
+from nats.aio.client import Client
+from nats.js.errors import NotFoundError
+
+from agent_executor.adapters.config import NatsSettings
+from agent_executor.adapters.nats.streams import ensure_local_streams
+from tests.integration.conftest import PostgresDatabase
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_ENV_DROP = ("POSTGRES_", "DRAGONFLY_", "NATS_", "AGENT_EXECUTOR_", "OPENAI_", "ANTHROPIC_")
@@ -31,11 +41,51 @@ def migrate(env: Mapping[str, str]) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@dataclass(frozen=True)
+class ProductionBacking:
+    """What `serve` in the production profile needs, made for one test."""
+
+    env: dict[str, str]  # the service's variables
+    nats: NatsSettings
+    status_stream: str
+    nc: Client
+
+
+@contextlib.asynccontextmanager
+async def production_backing(postgres: PostgresDatabase, nats_url: str, dragonfly_port: int,
+                             prefix: str) -> AsyncIterator[ProductionBacking]:
+    """Streams and a consumer of the test's own (in production they come from the
+    deploy, not the service) and a migrated database; the streams are deleted after."""
+    tag = uuid.uuid4().hex[:8]
+    settings = NatsSettings(url=nats_url, stream_name=f"{prefix.upper()}_{tag.upper()}",
+                            consumer_group=f"{prefix}-{tag}", subject=f"{prefix}{tag}.execute.*",
+                            status_subject_prefix=f"{prefix}{tag}.status")
+    status_stream = f"{prefix.upper()}_{tag.upper()}_STATUS"
+    nc = await nats.connect(nats_url)
+    try:
+        await ensure_local_streams(nc.jetstream(), settings, status_stream=status_stream)
+        env = {**postgres.env(), "AGENT_EXECUTOR_PROFILE": "production",
+               "POSTGRES_PASSWORD": "ignored-by-trust-auth",
+               "DRAGONFLY_HOST": "127.0.0.1", "DRAGONFLY_PORT": str(dragonfly_port),
+               "NATS_URL": nats_url, "NATS_STREAM_NAME": settings.stream_name,
+               "NATS_CONSUMER_GROUP": settings.consumer_group,
+               "NATS_SUBJECT": settings.subject,
+               "NATS_STATUS_SUBJECT_PREFIX": settings.status_subject_prefix}
+        await asyncio.to_thread(migrate, env)
+        yield ProductionBacking(env, settings, status_stream, nc)
+    finally:
+        for stream in (settings.stream_name, status_stream):
+            with contextlib.suppress(NotFoundError):
+                await nc.jetstream().delete_stream(stream)
+        await nc.close()
+
+
 class ServiceProcess:
     def __init__(self, env: Mapping[str, str], data_dir: Path, port: int | None = None,
-                 args: Sequence[str] = ()) -> None:
+                 args: Sequence[str] = (), new_session: bool = False) -> None:
         self.port = port or free_port()
         self.args = list(args)
+        self.new_session = new_session  # its own process group, as a terminal's job is
         self.data_dir = data_dir
         clean = {k: v for k, v in os.environ.items() if not k.startswith(BASE_ENV_DROP)}
         self.env = {**clean, "HOST": "127.0.0.1", "PORT": str(self.port),
@@ -52,7 +102,8 @@ class ServiceProcess:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "agent_executor", "serve",
                                           *self.args],
-                                         env=self.env, stdout=log, stderr=log)
+                                         env=self.env, stdout=log, stderr=log,
+                                         start_new_session=self.new_session)
         async with httpx.AsyncClient() as client:
             await wait_for(lambda: self._healthy(client), timeout,
                            f"service on :{self.port} to answer /health ({self.log})")

@@ -10,13 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
-from nats.js.errors import NotFoundError
 
-from agent_executor.adapters.config import NatsSettings
-from agent_executor.adapters.nats.streams import ensure_local_streams
 from tests.integration.conftest import PostgresDatabase
-from tests.integration.service import ROOT, ServiceProcess, migrate
+from tests.integration.service import ROOT, ServiceProcess, production_backing
 
 HELLO = json.loads((ROOT / "examples/jobs/hello.json").read_text())
 BINARY = {"ce-specversion": "1.0", "ce-source": "tests",
@@ -54,30 +50,9 @@ async def run_one_job_and_stop(service: ServiceProcess) -> None:
 async def test_production_logs_are_json_lines_only_without_user_content(
         postgres_db: PostgresDatabase, nats_url: str, dragonfly_port: int,
         tmp_path: Path) -> None:
-    tag = uuid.uuid4().hex[:8]
-    settings = NatsSettings(url=nats_url, stream_name=f"LOGS_{tag.upper()}",
-                            consumer_group=f"workers-{tag}", subject=f"l{tag}.execute.*",
-                            status_subject_prefix=f"l{tag}.status")
-    status_stream = f"LOGSTATUS_{tag.upper()}"
-    nc = await nats.connect(nats_url)
-    await ensure_local_streams(nc.jetstream(), settings, status_stream=status_stream)
-    env = {**postgres_db.env(), "AGENT_EXECUTOR_PROFILE": "production",
-           "POSTGRES_PASSWORD": "ignored-by-trust-auth", "DRAGONFLY_HOST": "127.0.0.1",
-           "DRAGONFLY_PORT": str(dragonfly_port), "NATS_URL": nats_url,
-           "NATS_STREAM_NAME": settings.stream_name,
-           "NATS_CONSUMER_GROUP": settings.consumer_group, "NATS_SUBJECT": settings.subject,
-           "NATS_STATUS_SUBJECT_PREFIX": settings.status_subject_prefix}
-    try:
-        await asyncio.to_thread(migrate, env)
-        service = ServiceProcess(env, tmp_path)
+    async with production_backing(postgres_db, nats_url, dragonfly_port, "logs") as backing:
+        service = ServiceProcess(backing.env, tmp_path)
         await run_one_job_and_stop(service)
-    finally:
-        for stream in (settings.stream_name, status_stream):
-            try:
-                await nc.jetstream().delete_stream(stream)
-            except NotFoundError:
-                pass
-        await nc.close()
     lines = [line for line in service.logs().splitlines() if line.strip()]
     assert any("serving on" in line for line in lines)
     for line in lines:  # stdout and stderr both go to this file

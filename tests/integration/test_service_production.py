@@ -14,56 +14,39 @@ from typing import Any
 import nats
 import pytest
 import redis.asyncio as aioredis
-from nats.js.errors import NotFoundError
 
-from agent_executor.adapters.config import NatsSettings
-from agent_executor.adapters.nats.streams import ensure_local_streams
 from tests.integration.conftest import PostgresDatabase
-from tests.integration.service import ROOT, ServiceProcess, migrate, wait_for
+from tests.integration.service import (
+    ROOT,
+    ProductionBacking,
+    ServiceProcess,
+    production_backing,
+    wait_for,
+)
 
 HELLO = json.loads((ROOT / "examples/jobs/hello.json").read_text())
 EXECUTE_TYPE = "dev.my-platform.agent.execute"
 
 
 class Production:
-    def __init__(self, env: dict[str, str], nats_settings: NatsSettings, status_stream: str,
+    def __init__(self, env: dict[str, str], backing: ProductionBacking,
                  service: ServiceProcess) -> None:
         self.env = env
-        self.nats = nats_settings
-        self.status_stream = status_stream
+        self.nats = backing.nats
+        self.status_stream = backing.status_stream
         self.service = service
 
 
 @pytest.fixture
 async def production(postgres_db: PostgresDatabase, nats_url: str, dragonfly_port: int,
                      tmp_path: Path) -> AsyncIterator[Production]:
-    tag = uuid.uuid4().hex[:8]
-    settings = NatsSettings(url=nats_url, stream_name=f"EXEC_{tag.upper()}",
-                            consumer_group=f"workers-{tag}", subject=f"t{tag}.execute.*",
-                            status_subject_prefix=f"t{tag}.status")
-    status_stream = f"STATUS_{tag.upper()}"
-    nc = await nats.connect(nats_url)
-    # production: the streams and the consumer come from the deploy, not the service
-    await ensure_local_streams(nc.jetstream(), settings, status_stream=status_stream)
-    env = {**postgres_db.env(), "AGENT_EXECUTOR_PROFILE": "production",
-           "POSTGRES_PASSWORD": "ignored-by-trust-auth",
-           "DRAGONFLY_HOST": "127.0.0.1", "DRAGONFLY_PORT": str(dragonfly_port),
-           "NATS_URL": nats_url, "NATS_STREAM_NAME": settings.stream_name,
-           "NATS_CONSUMER_GROUP": settings.consumer_group, "NATS_SUBJECT": settings.subject,
-           "NATS_STATUS_SUBJECT_PREFIX": settings.status_subject_prefix,
-           "MAX_CONCURRENT_JOBS": "4"}
-    await asyncio.to_thread(migrate, env)
-    service = await ServiceProcess(env, tmp_path).start()
-    try:
-        yield Production(env, settings, status_stream, service)
-    finally:
-        service.kill()
-        for stream in (settings.stream_name, status_stream):
-            try:
-                await nc.jetstream().delete_stream(stream)
-            except NotFoundError:
-                pass
-        await nc.close()
+    async with production_backing(postgres_db, nats_url, dragonfly_port, "exec") as backing:
+        env = {**backing.env, "MAX_CONCURRENT_JOBS": "4"}
+        service = await ServiceProcess(env, tmp_path).start()
+        try:
+            yield Production(env, backing, service)
+        finally:
+            service.kill()
 
 
 def new_job() -> dict[str, Any]:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_executor.adapters.config import ConfigError, load_settings
+from agent_executor.adapters.config import ConfigError, check_workers, load_settings
+from tests.integration.service import free_port
 
 
 def test_defaults_are_the_contracts() -> None:
@@ -132,3 +133,53 @@ def test_production_without_api_tokens_warns_at_start(caplog: pytest.LogCaptureF
         process._announce(dataclasses.replace(settings, api_tokens=("t",)))
         process._announce(load_settings({}))
     assert not [r for r in caplog.records if "API_TOKENS" in r.getMessage()]
+
+
+def test_workers_defaults_to_one_and_reads_a_positive_integer() -> None:
+    assert load_settings({}).workers == 1
+    assert load_settings({"WORKERS": " 4 "}).workers == 4
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "257"])
+def test_a_bad_workers_value_is_one_line_naming_it(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"WORKERS": value})
+    assert caught.value.problems == [
+        f"WORKERS={value!r}: must be a whole number from 1 to 256"]
+
+
+@pytest.mark.parametrize(("env", "missing"), [
+    ({}, "set POSTGRES_HOST and DRAGONFLY_HOST, or WORKERS=1"),
+    ({"POSTGRES_HOST": "db", "POSTGRES_DB": "a", "POSTGRES_USER": "u"},
+     "set DRAGONFLY_HOST, or WORKERS=1"),
+    ({"DRAGONFLY_HOST": "cache"}, "set POSTGRES_HOST, or WORKERS=1"),
+])
+def test_several_workers_refuse_the_embedded_stores(env: dict[str, str], missing: str) -> None:
+    settings = load_settings({**env, "WORKERS": "2"})
+    with pytest.raises(ConfigError) as caught:
+        check_workers(settings)
+    [problem] = caught.value.problems
+    assert problem.startswith("WORKERS=2: more than one worker needs PostgreSQL and Dragonfly")
+    assert problem.endswith(missing)
+
+
+def test_several_workers_on_postgres_and_dragonfly_pass_and_one_needs_nothing() -> None:
+    check_workers(load_settings({"WORKERS": "2", "POSTGRES_HOST": "db", "POSTGRES_DB": "a",
+                                 "POSTGRES_USER": "u", "DRAGONFLY_HOST": "cache"}))
+    check_workers(load_settings({"WORKERS": "1"}))  # embedded is fine in one process
+
+
+def test_the_cli_refuses_several_embedded_workers_with_exit_2(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("POSTGRES_", "DRAGONFLY_", "NATS_", "AGENT_EXECUTOR_"))}
+    done = subprocess.run([sys.executable, "-m", "agent_executor", "serve"],
+                          env={**clean, "WORKERS": "2", "AGENT_EXECUTOR_DATA_DIR": str(tmp_path),
+                               "PORT": str(free_port())},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "agent-executor: invalid configuration:",
+        "  WORKERS=2: more than one worker needs PostgreSQL and Dragonfly (the embedded "
+        "ledger, event stream and cancel broadcast live in one process); set POSTGRES_HOST "
+        "and DRAGONFLY_HOST, or WORKERS=1"]
+    assert not any(tmp_path.iterdir())  # refused before anything was opened

@@ -22,6 +22,7 @@ NATS_ACK_WAIT_SECONDS = 60
 NATS_MAX_DELIVER = 5
 NATS_STATUS_DUPLICATE_WINDOW_SECONDS = 120
 NATS_STATUS_STREAM_NAME = "AGENT_STATUS"
+MAX_WORKERS = 256
 
 POSTGRES_VARS = ("POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
 
@@ -63,6 +64,7 @@ ENV_VARS: tuple[str, ...] = (
     "MODEL_TIMEOUT_SECONDS",
     "MODEL_MAX_RETRIES",
     "MODEL_ALLOWED_BASE_URLS",
+    "WORKERS",
     "CORS_ALLOW_ORIGINS",
     "API_TOKENS",
     "JOB_MAX_MODEL_CALLS",
@@ -153,6 +155,7 @@ class Settings:
     job_max_total_tokens: int | None = None
     tracing: bool = False  # an OTLP endpoint is set (the SDK reads the other OTEL_*)
     otel_service_name: str = "agent-executor"
+    workers: int = 1  # `serve` processes on the one port; each runs max_concurrent_jobs
 
     @property
     def execute_type(self) -> str:
@@ -285,6 +288,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                       "must be a whole number from 1 to 10^15 (unset: no limit)"),
         tracing=_tracing(r),
         otel_service_name=r.text("OTEL_SERVICE_NAME", "agent-executor") or "agent-executor",
+        workers=r.parsed("WORKERS", 1, _int_in(1, MAX_WORKERS),
+                         f"must be a whole number from 1 to {MAX_WORKERS}"),
     )
     if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         r.problems.append(
@@ -292,6 +297,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+def check_workers(settings: Settings) -> None:
+    """`serve` with more than one worker: the embedded ledger, event stream and cancel
+    broadcast live inside one process, so each worker would have its own. Raises
+    `ConfigError` naming what is needed."""
+    missing = [name for name, value in (("POSTGRES_HOST", settings.postgres),
+                                        ("DRAGONFLY_HOST", settings.dragonfly))
+               if value is None]
+    if settings.workers > 1 and missing:
+        raise ConfigError([
+            f"WORKERS={settings.workers}: more than one worker needs PostgreSQL and Dragonfly "
+            "(the embedded ledger, event stream and cancel broadcast live in one process); "
+            "set " + " and ".join(missing) + ", or WORKERS=1"])
 
 
 def _postgres(r: _Reader) -> PostgresSettings | None:

@@ -17,7 +17,7 @@ from types import TracebackType
 
 from opentelemetry import trace
 
-FIELDS = ("job_id", "trace_id", "otel_trace_id", "span_id")
+FIELDS = ("job_id", "trace_id", "otel_trace_id", "span_id", "worker")
 QUIET = ("httpx", "httpcore", "openai", "anthropic", "ollama", "langchain", "langsmith",
          "hypercorn.access", "aiosqlite", "asyncio", "urllib3")
 
@@ -56,9 +56,23 @@ class SpanFields(logging.Filter):
         return True
 
 
-def configure_logging(level: str, json_lines: bool) -> None:
+class WorkerField(logging.Filter):
+    """`worker`: which of the supervisor's worker processes logged the record."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self.number = number
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.number
+        return True
+
+
+def configure_logging(level: str, json_lines: bool, worker: int | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(SpanFields())
+    if worker is not None:
+        handler.addFilter(WorkerField(worker))
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -9,12 +9,21 @@ get their own label and every other is counted as `other`; `provider` is one of
 the providers the definition reader accepts; `tool` is the name of a tool the
 agent really has (the operator installs them), `unknown` for a name a model
 made up; `error_type` is a failure class of the domain.
+
+With `WORKERS` > 1 every worker process records into prometheus-client's
+multiprocess files (the supervisor sets `PROMETHEUS_MULTIPROC_DIR` before a
+worker starts, which is when prometheus-client chooses its value store), and a
+scrape, whichever worker answers it, reads every worker's files: counters and
+histograms summed over every worker that ever ran (a restarted one's counts
+stay), the in-flight gauges summed over the live ones (`livesum`; the
+supervisor removes a dead worker's). The model-label bound applies per worker.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 PREFIX = "agent_executor_"
 # Agent jobs last from well under a second (scripted) to tens of minutes.
@@ -29,16 +38,21 @@ OTHER = "other"
 class PrometheusMetrics:
     """Implements the `JobMetrics` port and holds every other metric of the service."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 multiprocess_dir: str | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
+        self._exposed = r  # what a scrape reads: this process, or every worker's files
+        if multiprocess_dir is not None:
+            self._exposed = CollectorRegistry()
+            MultiProcessCollector(self._exposed, path=multiprocess_dir)  # type: ignore[no-untyped-call]
         self.jobs_total = Counter(f"{PREFIX}jobs_total", "Job attempts that ended, by outcome",
                                   ["status", "source"], registry=r)
         self.job_duration_seconds = Histogram(
             f"{PREFIX}job_duration_seconds", "Time one job attempt spent running",
             ["status"], buckets=JOB_BUCKETS, registry=r)
         self.jobs_in_progress = Gauge(f"{PREFIX}jobs_in_progress", "Jobs running now",
-                                      registry=r)
+                                      registry=r, multiprocess_mode="livesum")
         self.nats_messages_received_total = Counter(
             f"{PREFIX}nats_messages_received_total", "Job messages fetched from NATS",
             registry=r)
@@ -71,7 +85,8 @@ class PrometheusMetrics:
             f"{PREFIX}job_failures_total", "Jobs that ended failed, by error type",
             ["error_type"], registry=r)
         self.jobs_waiting = Gauge(
-            f"{PREFIX}jobs_waiting", "Jobs claimed and waiting for a free slot", registry=r)
+            f"{PREFIX}jobs_waiting", "Jobs claimed and waiting for a free slot", registry=r,
+            multiprocess_mode="livesum")
         self.llm_requests_total = Counter(
             f"{PREFIX}llm_requests_total", "Model calls, by outcome (after retries)",
             ["provider", "model", "outcome"], registry=r)
@@ -134,4 +149,4 @@ class PrometheusMetrics:
         return OTHER
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)

@@ -7,7 +7,9 @@ with it and how it ends:
 - `serve` binds its port before anything else (a busy port is one line and exit
   1), serves HTTP, the NATS consumer and the orphan reaper, and on SIGTERM or
   SIGINT stops taking work, gives in-flight jobs `SHUTDOWN_GRACE_SECONDS`, hands
-  back the rest (leases released, checkpoints kept) and says how many.
+  back the rest (leases released, checkpoints kept) and says how many. With
+  `WORKERS` > 1 the process is a supervisor (workers/supervisor.py) and each of its
+  worker processes runs that same path on the one socket (`run_worker`).
 - `run` runs one job here, printing its stream, and asks on the terminal when the
   job waits for a decision; Ctrl-C stops it with one line (exit 130), the job left
   to resume. `prune` deletes old jobs.
@@ -19,14 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
+import multiprocessing
+import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.types import ASGIApp
 
@@ -39,10 +44,13 @@ from agent_executor.adapters.http.guard import RequestGuard
 from agent_executor.adapters.http.server import ListenError, listen, serve_http
 from agent_executor.adapters.logs import configure_logging
 from agent_executor.adapters.postgres.prune import parse_duration, prune
+from agent_executor.adapters.workers.board import WorkerSlot, keep_checked
+from agent_executor.adapters.workers.supervisor import report_stopped, supervise
 from agent_executor.domain.background import BackgroundJobs
 from agent_executor.domain.errors import AgentExecutorError
 from agent_executor.domain.execute import ExecuteJob
 from agent_executor.ports.events import EventStream
+from agent_executor.ports.health import ReadinessProbe
 
 logger = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CTRL_C = 0, 1, 2, 130
@@ -66,9 +74,15 @@ class Service:
     consumer: Intake | None
     execute: ExecuteJob
     events: EventStream
+    probes: Sequence[ReadinessProbe] = ()  # this process's own checks (not `workers`)
 
 
-OpenService = Callable[[cfg.Settings], AbstractAsyncContextManager[Service]]
+class OpenService(Protocol):
+    """bootstrap's `open_service`: the Service with its resources open; `worker` when
+    this process is one of the supervisor's."""
+
+    def __call__(self, settings: cfg.Settings, worker: WorkerSlot | None = None,
+                 /) -> AbstractAsyncContextManager[Service]: ...
 
 
 def main(argv: Sequence[str] | None, open_service: OpenService) -> int:
@@ -81,6 +95,8 @@ def main(argv: Sequence[str] | None, open_service: OpenService) -> int:
             return EXIT_CTRL_C
     try:
         settings = cfg.load_settings()
+        if args.command == "serve":
+            cfg.check_workers(settings)
     except cfg.ConfigError as exc:
         print(f"agent-executor: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -92,18 +108,14 @@ def main(argv: Sequence[str] | None, open_service: OpenService) -> int:
                       json_lines=settings.profile == "production")
     try:
         if args.command == "serve":
-            return asyncio.run(serve(settings, open_service))
+            return serve(settings, open_service)
         if args.command == "run":
             decide = decide_on_terminal if sys.stdin.isatty() and args.job != "-" else None
             return asyncio.run(run_job(settings, open_service, args.job, as_json=args.json,
                                        decide=decide))
         return asyncio.run(prune_finished_jobs(settings, args.older_than, args.batch_size))
-    except ValueError as exc:
-        print(f"agent-executor: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    except AgentExecutorError as exc:
-        print(f"agent-executor: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    except (ValueError, AgentExecutorError) as exc:
+        return _failed(exc)
     except KeyboardInterrupt:
         if args.command == "run":
             print("\nagent-executor run: stopped (Ctrl-C); the job is left unfinished with "
@@ -111,6 +123,14 @@ def main(argv: Sequence[str] | None, open_service: OpenService) -> int:
         else:
             print(f"\nagent-executor {args.command}: stopped (Ctrl-C)", file=sys.stderr)
         return EXIT_CTRL_C
+
+
+def _failed(exc: ValueError | AgentExecutorError) -> int:
+    if isinstance(exc, ValueError):
+        print(f"agent-executor: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"agent-executor: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _announce(settings: cfg.Settings) -> None:
@@ -126,9 +146,8 @@ def _announce(settings: cfg.Settings) -> None:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+def _stop_on_signals(stop: asyncio.Event, signals: Sequence[signal.Signals]) -> Iterator[None]:
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
 
     def received(sig: signal.Signals) -> None:
         if stop.is_set():
@@ -147,8 +166,8 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def serve(settings: cfg.Settings, open_service: OpenService) -> int:
-    """HTTP, the NATS consumer (when configured) and the orphan reaper, until a signal."""
+def serve(settings: cfg.Settings, open_service: OpenService) -> int:
+    """Bind the port, then serve here (`WORKERS` 1) or supervise the workers."""
     try:
         sockets = listen(settings.host, settings.port)
     except ListenError as exc:
@@ -158,13 +177,70 @@ async def serve(settings: cfg.Settings, open_service: OpenService) -> int:
             print(f"agent-executor serve: {exc}", file=sys.stderr)
         return EXIT_FAILED
     _announce(settings)
-    stop = asyncio.Event()
-    grace = settings.shutdown_grace_seconds
+    if settings.workers == 1:
+        return asyncio.run(serve_on(settings, sockets, open_service))
+    return supervise(settings, sockets, functools.partial(run_worker, open_service),
+                     drain_seconds=settings.shutdown_grace_seconds + _settle(settings))
+
+
+def _settle(settings: cfg.Settings) -> float:
     # After the grace, a handed-back job gives its lease back (bounded by a third of
     # the lease): hypercorn cuts what is still open only after that.
-    settle = settings.job_lease_seconds / 3 + 1
-    with _stop_on_signals(stop):
-        async with open_service(settings) as service:
+    return settings.job_lease_seconds / 3 + 1
+
+
+def run_worker(open_service: OpenService, settings: cfg.Settings, slot: WorkerSlot,
+               sockets: Any) -> None:
+    """One of the supervisor's worker processes (a fresh interpreter): the serve path
+    on the supervisor's socket; SIGTERM (from the supervisor) drains it."""
+    # Ctrl-C on a terminal reaches the whole group: the supervisor alone acts on it.
+    # Born with SIGINT blocked (supervisor.py), so ignore it before unblocking.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    configure_logging(settings.log_level, json_lines=settings.profile == "production",
+                      worker=slot.number)
+    try:
+        code = asyncio.run(serve_on(settings, sockets, open_service, slot))
+    except (ValueError, AgentExecutorError) as exc:
+        code = _failed(exc)
+    sys.exit(code)
+
+
+def _stop_with_supervisor(stop: asyncio.Event) -> None:
+    """A worker whose supervisor is gone (killed) drains and exits, never lingers."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    loop = asyncio.get_running_loop()
+
+    def gone() -> None:
+        loop.remove_reader(parent.sentinel)
+        logger.warning("the supervisor (pid %s) is gone: stopping", parent.pid)
+        stop.set()
+
+    loop.add_reader(parent.sentinel, gone)
+
+
+def _serving_as(worker: WorkerSlot | None, service: Service) -> asyncio.Task[None] | None:
+    """A worker's row says it serves, and its own checks keep the row current."""
+    if worker is None:
+        return None
+    worker.board.serving(worker.index, os.getpid())
+    return asyncio.create_task(keep_checked(worker, service.probes), name="worker-checks")
+
+
+async def serve_on(settings: cfg.Settings, sockets: Any, open_service: OpenService,
+                   worker: WorkerSlot | None = None) -> int:
+    """HTTP, the NATS consumer (when configured) and the orphan reaper on `sockets`,
+    until a signal (or, in a worker, the supervisor's SIGTERM)."""
+    stop = asyncio.Event()
+    grace = settings.shutdown_grace_seconds
+    settle = _settle(settings)
+    signals = (signal.SIGTERM,) if worker else (signal.SIGTERM, signal.SIGINT)
+    if worker is not None:
+        _stop_with_supervisor(stop)
+    with _stop_on_signals(stop, signals):
+        async with open_service(settings, worker) as service:
             guard = RequestGuard(service.app, body_timeout=settings.http_body_timeout_seconds)
             reaper = asyncio.create_task(service.background.reap_forever(),
                                          name="orphan-reaper")
@@ -180,22 +256,23 @@ async def serve(settings: cfg.Settings, open_service: OpenService) -> int:
                 idle_timeout=settings.http_idle_timeout_seconds))
             logger.info("serving on %s:%d (profile %s)", settings.host, settings.port,
                         settings.profile)
+            checking = _serving_as(worker, service)
             stopped = asyncio.create_task(stop.wait())
             await asyncio.wait({http, stopped}, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
             stop.set()
             reaper.cancel()
+            if worker is not None and checking is not None:
+                worker.board.stopping(worker.index)
+                checking.cancel()
             logger.info("shutting down: draining in-flight jobs (up to %gs)", grace)
             handed_back = await _drain(service, guard, grace, settle)
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
             await http  # hypercorn's own error (if any) surfaces here
-    if handed_back:
-        logger.warning("stopped: %d job(s) handed back unfinished (leases released, "
-                       "checkpoints kept: another replica or the next start resumes them)",
-                       handed_back)
-    else:
-        logger.info("stopped: no job handed back")
+    if worker is not None:
+        worker.board.handed_back(worker.index, handed_back)
+    report_stopped(handed_back, logger)
     return EXIT_OK
 
 

@@ -24,6 +24,7 @@ from agent_executor.adapters.http.listing import job_query
 from agent_executor.adapters.http.openapi import openapi_document
 from agent_executor.adapters.http.sse import sse_stream
 from agent_executor.adapters.metrics import PrometheusMetrics
+from agent_executor.adapters.probes import check_within
 from agent_executor.domain.background import BackgroundJobs
 from agent_executor.domain.errors import (
     AgentExecutorError,
@@ -147,8 +148,10 @@ def create_app(*, execute: ExecuteJob, background: BackgroundJobs, ledger: JobLe
         return JSONResponse({"status": "ok"})
 
     async def ready(_: Request) -> Response:
-        results = await asyncio.gather(*(_check(p, probe_timeout_seconds) for p in probes))
-        checks = {probe.name: result for probe, result in zip(probes, results, strict=True)}
+        results = await asyncio.gather(*(check_within(p, probe_timeout_seconds)
+                                         for p in probes))
+        checks = {probe.name: result.to_data()
+                  for probe, result in zip(probes, results, strict=True)}
         ok = all(c["ok"] for c in checks.values())
         return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
                             status_code=200 if ok else 503)
@@ -241,16 +244,6 @@ def _last_event_id(request: Request) -> int:
         raise InvalidJob("Last-Event-ID must be a stream seq (a whole number)",
                          [f"Last-Event-ID: {raw!r} is not a whole number"])
     return int(raw)
-
-
-async def _check(probe: ReadinessProbe, timeout: float) -> dict[str, Any]:
-    try:
-        result = await asyncio.wait_for(probe.check(), timeout)
-        return result.to_data()
-    except TimeoutError:
-        return {"ok": False, "detail": f"no answer within {timeout:g}s"}
-    except Exception as exc:  # a probe must never break /ready
-        return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
 
 
 async def _domain_error(_: Request, exc: Exception) -> Response:
