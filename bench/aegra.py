@@ -189,9 +189,9 @@ class AegraProcess(ServerProcess):
     name = "aegra"
 
     def __init__(self, python: Path, config: Path, database: AegraDatabase,
-                 concurrency: int, log: Path) -> None:
+                 concurrency: int, log: Path, workers: int = 1) -> None:
         port = free_port()
-        lg_min, lg_max = pool_sizes(concurrency)
+        lg_min, lg_max = pool_sizes(-(-concurrency // workers))  # per uvicorn worker
         env = {"DATABASE_URL": database.url, "AEGRA_CONFIG": str(config),
                "AUTH_TYPE": "noop", "ENV_MODE": "PRODUCTION", "LOG_LEVEL": "WARNING",
                "OTEL_TARGETS": "", "LANGSMITH_TRACING": "false",
@@ -201,5 +201,6 @@ class AegraProcess(ServerProcess):
                "SQLALCHEMY_POOL_SIZE": str(lg_max), "SQLALCHEMY_MAX_OVERFLOW": "0",
                "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
         super().__init__([str(python), "-m", "uvicorn", "aegra_api.main:app", "--host", HOST,
-                          "--port", str(port), "--log-level", "warning", "--no-access-log"],
+                          "--port", str(port), "--log-level", "warning", "--no-access-log",
+                          *(["--workers", str(workers)] if workers > 1 else [])],
                          env, log, port, cwd=config.parent, ready_path="/ready")

@@ -86,6 +86,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Aegra's runs/wait, runs/stream or both (default both)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="unmeasured jobs before each measurement (default 2*C, min 8)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes per server: serve's WORKERS and uvicorn's --workers, "
+                             "C/W jobs per process (default 1)")
     parser.add_argument("--output", type=Path, help="write every number as JSON here")
     parser.add_argument("--job-timeout", type=float, default=120.0,
                         help="seconds one job may take before the run is aborted")
@@ -96,8 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"Aegra's virtual environment (default {VENV})")
     args = parser.parse_args(argv)
     args.concurrencies = concurrencies(parser, args.concurrency)
-    if args.jobs < 1 or args.repeats < 1:
-        parser.error("--jobs and --repeats must be >= 1")
+    if args.jobs < 1 or args.repeats < 1 or args.workers < 1:
+        parser.error("--jobs, --repeats and --workers must be >= 1")
     args.sides = [OURS] + {"wait": [AEGRA_WAIT], "stream": [AEGRA_STREAM],
                            "both": [AEGRA_WAIT, AEGRA_STREAM]}[args.aegra]
     return args
@@ -168,9 +171,22 @@ class Peers:
     def server(self, side: str, concurrency: int, repeat: int) -> ServerProcess:
         log = self.workdir / f"{side}-c{concurrency}-r{repeat}.log"
         if side == OURS:
-            env = {**self.backing.service_env(), "MAX_CONCURRENT_JOBS": str(concurrency)}
+            workers = self.args.workers
+            env = {**self.backing.service_env(), "WORKERS": str(workers),
+                   "MAX_CONCURRENT_JOBS": str(-(-concurrency // workers))}
             return ServeProcess(env, log)
-        return AegraProcess(self.python, self.config, self.database, concurrency, log)
+        return AegraProcess(self.python, self.config, self.database, concurrency, log,
+                            workers=self.args.workers)
+
+    async def migrate_aegra(self) -> None:
+        """Aegra migrates its database as it starts, in every uvicorn worker at once
+        (they race: a duplicate-type error); one worker first does it alone."""
+        once = AegraProcess(self.python, self.config, self.database, 1,
+                            self.workdir / "aegra-migrate.log")
+        try:
+            await once.start()
+        finally:
+            await once.stop()
 
     async def run(self) -> None:
         for repeat in range(self.args.repeats):
@@ -278,6 +294,8 @@ async def main_async(args: argparse.Namespace) -> int:
         try:
             peers = Peers(args, backing, workdir, python, database)
             async with asyncio.timeout(_budget(args)):
+                if args.workers > 1 and (AEGRA_WAIT in args.sides or AEGRA_STREAM in args.sides):
+                    await peers.migrate_aegra()
                 await peers.run()
         finally:
             await database.drop()
