@@ -34,6 +34,9 @@ class Case:
 
 
 printable = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)
+# What an HTTP client can send as a header value: no leading or trailing blanks (h11,
+# under httpx, refuses them before they reach the wire; a server never sees them).
+header_text = printable.map(lambda v: v.strip(" \t"))
 # Any text a job may hold: everything but NUL and lone surrogates (CONTRACT section 2).
 storable = st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"])
 scalars = (st.none() | st.booleans() | st.integers(-(2**53), 2**53)
@@ -234,10 +237,10 @@ def broken_binary(draw: st.DrawFn, ids: st.SearchStrategy[str] = text_ids) -> Ca
         del headers[name]
         what = f"{name} missing"
     elif kind == "specversion":
-        headers["ce-specversion"] = draw(printable.filter(lambda v: v.strip() != "1.0"))
+        headers["ce-specversion"] = draw(header_text.filter(lambda v: v != "1.0"))
         what = f"ce-specversion {headers['ce-specversion']!r}"
     elif kind == "type":
-        headers["ce-type"] = draw(printable.filter(lambda v: v.strip() != EXECUTE_TYPE))
+        headers["ce-type"] = draw(header_text.filter(lambda v: v != EXECUTE_TYPE))
         what = f"ce-type {headers['ce-type']!r}"
     elif kind == "content-type":
         headers["content-type"] = draw(st.sampled_from(NOT_JSON_MEDIA))
@@ -271,10 +274,10 @@ garbage_bodies = (st.binary(max_size=300) | json_values.map(lambda v: json.dumps
 
 # Header values mixing text with what the binding's decoding trips on: percent
 # escapes (valid, truncated, not UTF-8, overlong), quotes and backslashes.
-header_values = printable | st.lists(
+header_values = header_text | st.lists(
     st.sampled_from(["%", "%2", "%ZZ", "%C0%A0", "%E2%82", "%FF", "%25", "%20", '"', "\\",
                      "1.0", EXECUTE_TYPE, "application/json", STRUCTURED]) | printable,
-    max_size=5).map("".join)
+    max_size=5).map(lambda parts: "".join(parts).strip(" \t"))
 
 
 @st.composite
