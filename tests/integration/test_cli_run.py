@@ -96,9 +96,12 @@ def slow_job(tmp_path: Path) -> Path:
 def test_ctrl_c_is_one_line_and_exit_130_and_the_job_resumes_after(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(BASE_ENV_DROP)}
     job = slow_job(tmp_path)
+    # As on a terminal: a suite started in the background of a script (no job control)
+    # inherits SIGINT ignored, and so would the command, which then rightly ignores it.
     proc = subprocess.Popen([sys.executable, "-m", "agent_executor", "run", str(job)],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     line = proc.stdout.readline()  # the job runs: its first event is printed
     assert "[Orchestrator]" in line
