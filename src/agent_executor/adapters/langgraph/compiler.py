@@ -29,6 +29,7 @@ from agent_executor.adapters.langgraph.accounting import (
     RunTally,
 )
 from agent_executor.adapters.langgraph.models import ChatModelFactory
+from agent_executor.adapters.langgraph.schema_memo import reuse_described_tool_copies
 from agent_executor.adapters.langgraph.spec import AgentDefinition, AgentSpec
 from agent_executor.adapters.langgraph.tools import ToolFailureMiddleware, ToolRegistry
 from agent_executor.adapters.langgraph.tracing import run_tracing_bookkeeping_inline
@@ -84,7 +85,8 @@ class AgentCompiler:
         self.tally = RunTally()
         self.hits = 0
         self.misses = 0
-        run_tracing_bookkeeping_inline()  # the graphs built here run cheaper with it
+        run_tracing_bookkeeping_inline()  # the graphs built here run cheaper with both
+        reuse_described_tool_copies()
 
     async def acompile(self, definition: AgentDefinition) -> CompiledAgent:
         """Cached, or built in a worker thread (tens of ms) so the event loop keeps going."""
