@@ -63,7 +63,7 @@ from psycopg_pool import AsyncConnectionPool
 _BLOBS = """blobs AS (
         INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
         SELECT %s, %s, b.channel, b.version, b.type, b.blob
-        FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[])
+        FROM unnest(%b::text[], %b::text[], %b::text[], %b::bytea[])
              AS b(channel, version, type, blob)
         ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING)"""
 
@@ -71,8 +71,8 @@ _WRITES = """{name} AS (
         INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id,
                                        task_path, idx, channel, type, blob)
         SELECT %s, %s, %s, w.task_id, w.task_path, w.idx, w.channel, w.type, w.blob
-        FROM unnest(%s::text[], %s::text[], %s::integer[], %s::text[], %s::text[],
-                    %s::bytea[]) AS w(task_id, task_path, idx, channel, type, blob)
+        FROM unnest(%b::text[], %b::text[], %b::integer[], %b::text[], %b::text[],
+                    %b::bytea[]) AS w(task_id, task_path, idx, channel, type, blob)
         ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {action})"""
 
 _CHECKPOINT = """
