@@ -32,7 +32,10 @@ from agent_executor.adapters.langgraph.models import ChatModelFactory
 from agent_executor.adapters.langgraph.schema_memo import reuse_described_tool_copies
 from agent_executor.adapters.langgraph.spec import AgentDefinition, AgentSpec
 from agent_executor.adapters.langgraph.tools import ToolFailureMiddleware, ToolRegistry
-from agent_executor.adapters.langgraph.tracing import run_tracing_bookkeeping_inline
+from agent_executor.adapters.langgraph.tracing import (
+    build_untraced_unless_tracing,
+    run_tracing_bookkeeping_inline,
+)
 from agent_executor.ports.metrics import AgentMetrics
 
 DEFAULT_CACHE_SIZE = 128
@@ -85,7 +88,8 @@ class AgentCompiler:
         self.tally = RunTally()
         self.hits = 0
         self.misses = 0
-        run_tracing_bookkeeping_inline()  # the graphs built here run cheaper with both
+        run_tracing_bookkeeping_inline()  # the graphs built here run cheaper with these
+        build_untraced_unless_tracing()
         reuse_described_tool_copies()
 
     async def acompile(self, definition: AgentDefinition) -> CompiledAgent:
