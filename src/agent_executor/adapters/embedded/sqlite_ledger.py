@@ -12,12 +12,12 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from agent_executor.adapters.embedded.sqlite_schema import job_record, prepare
 from agent_executor.adapters.ledger_refusals import not_resumable, not_retryable, tombstone
 from agent_executor.domain.errors import (
     DependencyUnavailable,
@@ -53,39 +53,6 @@ _INTERRUPT_N = ("CASE WHEN last_interrupt_id = :interrupt_id THEN interrupts "
 # A job cancelled before it arrived: nothing recorded to run (see `tombstone`).
 _TOMBSTONE = "(json_extract(job, '$.agent_definition') = '{}')"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS job_ledger (
-    job_id TEXT PRIMARY KEY,
-    trace_id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    job TEXT NOT NULL,
-    lease_owner TEXT,
-    lease_expires_at REAL,
-    result TEXT,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    updated_at REAL NOT NULL,
-    published_at REAL,
-    fingerprint TEXT,
-    run INTEGER NOT NULL DEFAULT 1,
-    cancel_requested_at REAL,
-    cancel_reason TEXT,
-    event_id TEXT,
-    interrupts INTEGER NOT NULL DEFAULT 0,
-    last_interrupt_id TEXT,
-    interrupted_at REAL,
-    resume TEXT,
-    run_attempts_before INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS job_ledger_unfinished_lease_idx
-    ON job_ledger (lease_expires_at) WHERE finished_at IS NULL;
-CREATE INDEX IF NOT EXISTS job_ledger_list_idx ON job_ledger (created_at, job_id);
-CREATE INDEX IF NOT EXISTS job_ledger_list_status_idx
-    ON job_ledger (status, created_at, job_id);
-"""
 _CLAIM = f"""
 INSERT INTO job_ledger (job_id, trace_id, source, status, attempts, job, lease_owner,
                         lease_expires_at, created_at, started_at, updated_at, fingerprint)
@@ -235,11 +202,7 @@ class SqliteJobLedger:
             await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
             conn = await aiosqlite.connect(self.path, isolation_level=None)
             conn.row_factory = sqlite3.Row
-            await conn.execute("PRAGMA busy_timeout = 5000")
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            await conn.executescript(_SCHEMA)
-            await _add_missing_columns(conn)
+            await prepare(conn)
         except (sqlite3.Error, OSError) as exc:
             raise DependencyUnavailable(f"job ledger ({self.path}) unusable: {exc}") from exc
         self._conn = conn
@@ -260,12 +223,12 @@ class SqliteJobLedger:
                   "fingerprint": fingerprint(job)}
         rows = await self._fetch(_CLAIM, params)
         if rows:
-            return _record(rows[0])
+            return job_record(rows[0])
         rows = await self._fetch(_GET, params)
         if rows:
             _same_job(rows[0], job, str(params["fingerprint"]))
         if rows and rows[0]["result"] is not None:  # finished, or waiting for a decision
-            return _record(rows[0])
+            return job_record(rows[0])
         raise JobConflict(f"job {job.job_id} is running under another lease")
 
     async def renew(self, job_id: str, owner: str, lease_seconds: float) -> str | None:
@@ -280,7 +243,7 @@ class SqliteJobLedger:
         for _ in range(3):
             rows = await self._fetch(_CANCEL, params)
             if rows:
-                return _record(rows[0])
+                return job_record(rows[0])
             known = await self._fetch(_GET, params)
             if known:
                 raise JobFinished(f"job {job_id} already {known[0]['status']}")
@@ -291,7 +254,7 @@ class SqliteJobLedger:
                 **params, "job": json.dumps(tombstone(job_id)),
                 "result": json.dumps(result.to_record()), "event_id": result.event_id})
             if rows:
-                return _record(rows[0])
+                return job_record(rows[0])
         raise JobConflict(f"job {job_id} changed while being cancelled; try again")
 
     async def finish(self, job_id: str, owner: str, result: JobResult) -> JobResult:
@@ -300,7 +263,7 @@ class SqliteJobLedger:
         rows = await self._fetch(_FINISH, params)
         if not rows:
             rows = await self._fetch(_GET, params)
-            if not rows or not _record(rows[0]).finished:
+            if not rows or not job_record(rows[0]).finished:
                 raise LeaseLost(f"job {job_id}: lease no longer held by {owner}")
         return JobResult.from_record(json.loads(rows[0]["result"]))
 
@@ -318,7 +281,7 @@ class SqliteJobLedger:
                   "resume": json.dumps(resume.to_data())}
         rows = await self._fetch(_RESUME, params)
         if rows:
-            return _record(rows[0])
+            return job_record(rows[0])
         state = await self._fetch(_STATE, params)
         raise not_resumable(job_id, resume.interrupt_id,
                             state[0]["status"] if state else None,
@@ -327,7 +290,7 @@ class SqliteJobLedger:
     async def retry(self, job_id: str) -> JobRecord:
         rows = await self._fetch(_RETRY, {"job_id": job_id})
         if rows:
-            return _record(rows[0])
+            return job_record(rows[0])
         state = await self._fetch(_STATE, {"job_id": job_id})
         raise not_retryable(job_id, state[0]["status"] if state else None,
                             bool(state and state[0]["tombstone"]))
@@ -365,11 +328,11 @@ class SqliteJobLedger:
             return None
         data = json.loads(rows[0]["job"])
         job = Job.from_data(data)
-        return job, _record(rows[0])
+        return job, job_record(rows[0])
 
     async def get(self, job_id: str) -> JobRecord | None:
         rows = await self._fetch(_GET, {"job_id": job_id})
-        return _record(rows[0]) if rows else None
+        return job_record(rows[0]) if rows else None
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         params: dict[str, Any] = {"limit": query.limit + 1,
@@ -383,7 +346,7 @@ class SqliteJobLedger:
         condition = f"WHERE {' AND '.join(where)} " if where else ""
         rows = await self._fetch(f"SELECT {_LIST_COLUMNS} FROM job_ledger {condition}"
                                  "ORDER BY created_at DESC, job_id DESC LIMIT :limit", params)
-        records = [_record(row) for row in rows[:query.limit]]
+        records = [job_record(row) for row in rows[:query.limit]]
         more = len(rows) > query.limit
         return JobPage(records, encode_cursor(rows[query.limit - 1]["created_at"],
                                               rows[query.limit - 1]["job_id"])
@@ -423,53 +386,6 @@ class SqliteReadinessProbe:
         return ProbeResult(ok=True, embedded=True)
 
 
-# Columns later versions added, with what rows of an older file get.
-_ADDED_COLUMNS = (
-    ("published_at", "REAL", "UPDATE job_ledger SET published_at = finished_at "
-                             "WHERE finished_at IS NOT NULL"),
-    ("fingerprint", "TEXT", None),
-    ("run", "INTEGER NOT NULL DEFAULT 1", None),
-    ("cancel_requested_at", "REAL", None),
-    ("cancel_reason", "TEXT", None),
-    ("event_id", "TEXT", "UPDATE job_ledger SET event_id = job_id || ':' || status || "
-                         "CASE WHEN run > 1 THEN ':' || run ELSE '' END "
-                         "WHERE result IS NOT NULL"),
-    ("interrupts", "INTEGER NOT NULL DEFAULT 0", None),
-    ("last_interrupt_id", "TEXT", None),
-    ("interrupted_at", "REAL", None),
-    ("resume", "TEXT", None),
-    ("run_attempts_before", "INTEGER NOT NULL DEFAULT 0", None),
-)
-
-
-async def _add_missing_columns(conn: aiosqlite.Connection) -> None:
-    columns = {row[1] for row in await conn.execute_fetchall("PRAGMA table_info(job_ledger)")}
-    for name, kind, backfill in _ADDED_COLUMNS:
-        if name not in columns:
-            await conn.execute(f"ALTER TABLE job_ledger ADD COLUMN {name} {kind}")
-            if backfill:
-                await conn.execute(backfill)
-
-
 def _same_job(row: sqlite3.Row, job: Job, print_: str) -> None:
     if row["fingerprint"] is not None and row["fingerprint"] != print_:
         raise JobMismatch(mismatch_message(job.job_id))
-
-
-def _time(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def _record(row: sqlite3.Row) -> JobRecord:
-    result = row["result"]
-    created = _time(row["created_at"])
-    updated = _time(row["updated_at"])
-    assert created is not None and updated is not None
-    return JobRecord(job_id=row["job_id"], trace_id=row["trace_id"], status=row["status"],
-                     attempts=row["attempts"], source=row["source"], created_at=created,
-                     updated_at=updated, started_at=_time(row["started_at"]), run=row["run"],
-                     cancel_reason=row["cancel_reason"],
-                     result=None if result is None else JobResult.from_record(json.loads(result)),
-                     resume=None if row["resume"] is None
-                     else Resume.from_data(json.loads(row["resume"])),
-                     run_attempts=row["attempts"] - row["run_attempts_before"])
