@@ -2,15 +2,20 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 
 from agent_executor.adapters.langgraph import LangGraphAgentRuntime, ToolRegistry
+from agent_executor.adapters.langgraph.compiler import AgentCompiler
+from agent_executor.adapters.langgraph.definition import parse_definition
+from agent_executor.adapters.langgraph.models import ChatModelFactory
 from agent_executor.domain.job import Job, parse_job
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "jobs"
@@ -44,6 +49,22 @@ def example(name: str, job_id: str | None = None) -> dict[str, Any]:
     if job_id is not None:
         data["job_id"] = job_id
     return data
+
+
+async def hello_graph() -> Any:
+    """The hello example's agent as `AgentCompiler` builds it, on an in-memory saver."""
+    registry = ToolRegistry()
+    compiler = AgentCompiler(InMemorySaver(), ChatModelFactory(Keys()), registry)
+    agent = await compiler.acompile(parse_definition(example("hello")["agent_definition"],
+                                                     registry.names()))
+    return agent.graph
+
+
+async def run_hello(graph: Any) -> dict[str, Any]:
+    """The hello job run once by `graph` on a fresh thread: its final state."""
+    config: RunnableConfig = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    state: dict[str, Any] = await graph.ainvoke(example("hello")["input_payload"], config)
+    return state
 
 
 def job_with(definition: Mapping[str, Any], job_id: str = "job-1",

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import langsmith
 import pytest
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.memory import InMemorySaver
 from langsmith import run_helpers
 
-from agent_executor.adapters.langgraph.compiler import AgentCompiler
-from agent_executor.adapters.langgraph.definition import parse_definition
-from agent_executor.adapters.langgraph.models import ChatModelFactory
-from agent_executor.adapters.langgraph.tools import ToolRegistry
 from agent_executor.adapters.langgraph.tracing import _traceable_when_tracing
-from tests.unit.langgraph.conftest import Keys, example
+from tests.unit.langgraph.conftest import hello_graph, run_hello
 
 
 async def test_an_agent_built_with_tracing_off_sets_up_no_langsmith_runs(
@@ -29,13 +22,7 @@ async def test_an_agent_built_with_tracing_off_sets_up_no_langsmith_runs(
         return setup(*args, **kwargs)
 
     monkeypatch.setattr(run_helpers, "_setup_run", counting)
-    registry = ToolRegistry()
-    compiler = AgentCompiler(InMemorySaver(), ChatModelFactory(Keys()), registry)
-    hello = example("hello")
-    agent = await compiler.acompile(parse_definition(hello["agent_definition"],
-                                                     registry.names()))
-    config: RunnableConfig = {"configurable": {"thread_id": str(uuid.uuid4())}}
-    state = await agent.graph.ainvoke(hello["input_payload"], config)
+    state = await run_hello(await hello_graph())
 
     assert state["messages"][-1].content == "Done: /hello.md says hello to the world."
     assert runs == []

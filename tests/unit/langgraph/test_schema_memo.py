@@ -3,24 +3,17 @@ and the model is handed exactly what deepagents would hand it."""
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from typing import Any
 
 import pytest
 from deepagents.middleware.filesystem import FilesystemMiddleware
-from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.tools import base as tools_base
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from langgraph.checkpoint.memory import InMemorySaver
 
-from agent_executor.adapters.langgraph.compiler import AgentCompiler
-from agent_executor.adapters.langgraph.definition import parse_definition
-from agent_executor.adapters.langgraph.models import ChatModelFactory
 from agent_executor.adapters.langgraph.schema_memo import reuse_described_tool_copies
-from agent_executor.adapters.langgraph.tools import ToolRegistry
-from tests.unit.langgraph.conftest import Keys, example
+from tests.unit.langgraph.conftest import hello_graph, run_hello
 
 
 @pytest.fixture
@@ -39,14 +32,9 @@ def schemas_built(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
 async def test_a_compiled_agent_builds_each_tool_schema_once(
         schemas_built: Counter[str]) -> None:
-    registry = ToolRegistry()
-    compiler = AgentCompiler(InMemorySaver(), ChatModelFactory(Keys()), registry)
-    hello = example("hello")
-    agent = await compiler.acompile(parse_definition(hello["agent_definition"],
-                                                     registry.names()))
+    graph = await hello_graph()
     for run in range(2):
-        config: RunnableConfig = {"configurable": {"thread_id": str(uuid.uuid4())}}
-        state = await agent.graph.ainvoke(hello["input_payload"], config)
+        state = await run_hello(graph)
         assert state["messages"][-1].content  # the script's answer: 3 model calls ran
         if run == 0:
             assert schemas_built["grep"] == 1, schemas_built
