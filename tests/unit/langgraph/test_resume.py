@@ -68,6 +68,7 @@ async def crash_after(trigger: Trigger, job: Job, path: Path) -> EventLog:
     async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
         runtime = LangGraphAgentRuntime(saver, Keys(), registry=ToolRegistry())
         with ScriptedChatModel.calls.hold(job.job_id, hold):
+            before = asyncio.all_tasks()
             run = asyncio.create_task(runtime.run(job, sink))
             waiter = asyncio.create_task(in_next_call.wait())
             done, _ = await asyncio.wait({run, waiter}, timeout=30,
@@ -76,6 +77,12 @@ async def crash_after(trigger: Trigger, job: Job, path: Path) -> EventLog:
             run.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await run
+            # LangGraph stores a step's writes in tasks of their own, which outlive the
+            # cancelled run: let them end before the file is closed, as writes a dead
+            # process had finished. Left running, they race the close and the next
+            # run's writes: the likely cause of a "database is locked" CI drew.
+            stragglers = asyncio.all_tasks() - before - {run, waiter}
+            await asyncio.wait_for(asyncio.gather(*stragglers, return_exceptions=True), 30)
     return log
 
 
